@@ -1,0 +1,82 @@
+/*
+ * config.h - the configuration both programs read: one file of
+ * "key = value" lines.  The keys, their types, defaults, bounds and help
+ * lines live in one table in config.c; conf/quarantine.conf and
+ * rspamd-quarantine.conf(5) are checked against it by the tests.
+ */
+#ifndef RQ_CONFIG_H
+#define RQ_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "common.h"
+
+#define DEFAULT_CONFIG_PATH "/etc/rspamd-quarantine/quarantine.conf"
+
+struct config {
+	char *path;              /* file it was read from, or NULL */
+
+	/* daemon */
+	char *listen;            /* unix:/path, 127.0.0.1:9000, [::1]:9000, fd:0, systemd */
+	long socket_mode;        /* octal permissions of a Unix socket */
+	char *socket_group;      /* group of a Unix socket ("" = unchanged) */
+	long workers;
+	char *user;              /* drop privileges to this user when started as root */
+	char *group;             /* ... and this group ("" = the user's) */
+	long shutdown_timeout;   /* seconds a worker may take to finish on stop */
+	long retry_after;        /* seconds sent in Retry-After with 503 */
+
+	/* logging */
+	char *log;               /* "stderr" or "syslog" */
+	char *syslog_facility;   /* mail, daemon, local0..local7 */
+	char *syslog_tag;
+
+	/* storage */
+	char *backend;           /* file, pgsql, null */
+	char *file_root;
+	char *compress;          /* none, gzip (file store) */
+	char *pgsql_conninfo;
+
+	/* ingest */
+	uint64_t max_message_size;
+	char *header_prefix;     /* Rspamd's meta_header_prefix */
+	char **only_symbols;     /* store only messages carrying one of these */
+	size_t n_only_symbols;
+	char *policy_prefix;     /* symbols naming a policy bank */
+	char *default_owner;     /* recipient for mail without a known one */
+
+	/* ingest access control */
+	char *auth_user;         /* HTTP Basic user Rspamd sends ("" = none) */
+	char *auth_password_hash;/* crypt(3) hash of its password */
+	char **allow_from;       /* client addresses/networks (REMOTE_ADDR) */
+	size_t n_allow_from;
+
+	/* operator tools */
+	char *sendmail;
+};
+
+/* Fills every key with its default. */
+void config_defaults(struct config *c);
+/* Reads path over the defaults.  Unknown keys and bad values fail with a
+ * message naming the file, line and key. */
+int config_load(struct config *c, const char *path, struct qerr *e);
+/* Parses one "key = value" assignment (used by config_load and tests). */
+int config_set(struct config *c, const char *key, const char *value, struct qerr *e);
+/* Cross-key checks (backend known, pgsql needs conninfo, ...). */
+int config_validate(const struct config *c, struct qerr *e);
+void config_free(struct config *c);
+
+/* For documentation and its tests: iterate the table. */
+struct config_key_info {
+	const char *key;
+	const char *type;     /* "string", "int", "size", "list", "enum", "octal" */
+	const char *def;      /* default, as written in the file */
+	const char *help;     /* one line */
+};
+size_t config_key_count(void);
+const struct config_key_info *config_key_at(size_t i);
+/* Prints every key, its help and its default, as a sample file. */
+void config_write_sample(FILE *f);
+
+#endif
