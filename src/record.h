@@ -79,7 +79,10 @@ bool qmeta_has_symbol(const struct qmeta *m, const char *name);
 char *qmeta_policy(const struct qmeta *m, const char *prefix);
 
 /* JSON form of an entry (the file store's metadata file and the CLI's
- * --json output share it), and back.  The returned string is allocated. */
+ * --json output share it), and back.  The returned string is allocated.
+ * Symbols and fuzzy hashes are embedded as arrays; reading back gives
+ * their compact text, and NULL for an empty array.  The entry read back
+ * has meta.rcpt = { rcpt }. */
 char *qentry_to_json(const struct qentry *e, bool pretty);
 int qentry_from_json(const char *text, size_t len, struct qentry *out);
 

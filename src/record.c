@@ -1,0 +1,414 @@
+/*
+ * record.c - the life of a struct qmeta / struct qentry: freeing, status
+ * names, the questions asked of Rspamd's symbols (has a symbol, which
+ * policy bank), and the JSON form of an entry that the file store keeps
+ * beside each message and the CLI prints with --json.
+ *
+ * The JSON form is one object with these keys (unknown strings are null):
+ *   id, rcpt, status, status_changed (RFC 3339), received_at (RFC 3339),
+ *   qid, from, user, ip, action, score (number or null),
+ *   scan_time (integer or null), symbols (array, embedded), fuzzy (array),
+ *   rspamd_server, rspamd_subject, subject (derived, for display),
+ *   header_from, header_to, header_cc, header_subject, header_date,
+ *   message_id, size, sha256, policy.
+ */
+#include "record.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+
+void qmeta_free(struct qmeta *m)
+{
+	if (m == NULL)
+		return;
+	free(m->qid);
+	free(m->env_from);
+	free(m->user);
+	free(m->ip);
+	free(m->action);
+	free(m->rspamd_server);
+	free(m->rspamd_subject);
+	free(m->symbols_json);
+	free(m->fuzzy_json);
+	xfree_strv(m->rcpt, m->nrcpt);
+	free(m->hdr_from);
+	free(m->hdr_to);
+	free(m->hdr_cc);
+	free(m->hdr_subject);
+	free(m->hdr_date);
+	free(m->hdr_msgid);
+	free(m->policy);
+	memset(m, 0, sizeof *m);
+	m->scan_time = -1;
+}
+
+void qentry_free(struct qentry *e)
+{
+	if (e == NULL)
+		return;
+	free(e->rcpt);
+	e->rcpt = NULL;
+	qmeta_free(&e->meta);
+}
+
+static const char *const status_names[ENTRY_STATUS_COUNT] = {
+	[ENTRY_QUARANTINED] = "quarantined",
+	[ENTRY_RELEASED] = "released",
+	[ENTRY_DELETED] = "deleted",
+};
+
+const char *entry_status_name(enum entry_status s)
+{
+	if ((unsigned)s >= ENTRY_STATUS_COUNT)
+		return "unknown";
+	return status_names[s];
+}
+
+int entry_status_parse(const char *name, enum entry_status *out)
+{
+	if (name == NULL)
+		return -1;
+	for (int i = 0; i < ENTRY_STATUS_COUNT; i++) {
+		if (strcmp(name, status_names[i]) == 0) {
+			*out = (enum entry_status)i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+void qmeta_set(char **field, const char *value)
+{
+	char *copy = value ? xstrdup(value) : NULL;
+	free(*field);
+	*field = copy;
+}
+
+const char *qmeta_display_subject(const struct qmeta *m)
+{
+	if (m->hdr_subject)
+		return m->hdr_subject;
+	if (m->rspamd_subject)
+		return m->rspamd_subject;
+	return "";
+}
+
+/*
+ * Calls fn for each symbol name in the symbols JSON until it returns
+ * non-zero.  Rspamd sends an array of objects with "name"; an object
+ * keyed by symbol name (an older form) is understood as well.
+ */
+static int each_symbol(const struct qmeta *m, int (*fn)(const char *name, void *arg),
+		       void *arg)
+{
+	if (m->symbols_json == NULL)
+		return 0;
+	json_t *root = json_loads(m->symbols_json, JSON_DECODE_ANY, NULL);
+	if (root == NULL)
+		return 0;
+	int r = 0;
+	if (json_is_array(root)) {
+		size_t i;
+		json_t *v;
+		json_array_foreach(root, i, v) {
+			const char *name = json_string_value(json_object_get(v, "name"));
+			if (name && (r = fn(name, arg)) != 0)
+				break;
+		}
+	} else if (json_is_object(root)) {
+		const char *key;
+		json_t *v;
+		json_object_foreach(root, key, v) {
+			if ((r = fn(key, arg)) != 0)
+				break;
+		}
+	}
+	json_decref(root);
+	return r;
+}
+
+static int name_equals(const char *name, void *arg)
+{
+	return strcmp(name, (const char *)arg) == 0;
+}
+
+bool qmeta_has_symbol(const struct qmeta *m, const char *name)
+{
+	if (name == NULL || *name == '\0')
+		return false;
+	return each_symbol(m, name_equals, (void *)name) != 0;
+}
+
+struct policy_search {
+	const char *prefix;
+	char *found;
+};
+
+static int name_has_prefix(const char *name, void *arg)
+{
+	struct policy_search *ps = arg;
+	if (strncmp(name, ps->prefix, strlen(ps->prefix)) != 0)
+		return 0;
+	ps->found = xstrdup(name);
+	return 1;
+}
+
+char *qmeta_policy(const struct qmeta *m, const char *prefix)
+{
+	if (prefix == NULL || *prefix == '\0')
+		return NULL;
+	struct policy_search ps = { prefix, NULL };
+	each_symbol(m, name_has_prefix, &ps);
+	return ps.found;
+}
+
+/* A JSON string, or null for an unknown value.  Record strings are valid
+ * UTF-8; should one not be, its bad bytes become '?' rather than the
+ * whole entry becoming unprintable. */
+static json_t *jstr(const char *s)
+{
+	if (s == NULL)
+		return json_null();
+	json_t *j = json_string(s);
+	if (j != NULL)
+		return j;
+	char *copy = xstrdup(s);
+	for (unsigned char *p = (unsigned char *)copy; *p; p++)
+		if (*p >= 0x80)
+			*p = '?';
+	j = json_string(copy);
+	free(copy);
+	return j ? j : json_null();
+}
+
+static json_t *jtime(int64_t t)
+{
+	char buf[32];
+	format_rfc3339(t, buf);
+	return json_string(buf);
+}
+
+/* An embedded JSON array from text; anything else becomes []. */
+static json_t *jarray_text(const char *text)
+{
+	if (text != NULL) {
+		json_t *j = json_loads(text, JSON_DECODE_ANY, NULL);
+		if (j != NULL && (json_is_array(j) || json_is_object(j)))
+			return j;
+		json_decref(j);
+	}
+	return json_array();
+}
+
+/* The fewest significant digits that give back exactly v, so that scores
+ * print as 10.3 and not 10.300000000000001, and yet read back equal. */
+static int real_digits(double v)
+{
+	char buf[40];
+	for (int p = 1; p < 17; p++) {
+		snprintf(buf, sizeof buf, "%.*g", p, v);
+		if (strtod(buf, NULL) == v)
+			return p;
+	}
+	return 17;
+}
+
+/* The precision needed by the real with the most digits in j. */
+static int max_real_digits(json_t *j)
+{
+	int best = 1, d;
+	size_t i;
+	const char *key;
+	json_t *v;
+	switch (json_typeof(j)) {
+	case JSON_REAL:
+		return real_digits(json_real_value(j));
+	case JSON_ARRAY:
+		json_array_foreach(j, i, v) {
+			d = max_real_digits(v);
+			if (d > best)
+				best = d;
+		}
+		return best;
+	case JSON_OBJECT:
+		json_object_foreach(j, key, v) {
+			d = max_real_digits(v);
+			if (d > best)
+				best = d;
+		}
+		return best;
+	default:
+		return best;
+	}
+}
+
+/* Serialises j with just the digits its reals need. */
+static char *jdump(json_t *j, size_t flags)
+{
+	flags |= JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(max_real_digits(j));
+	char *s = json_dumps(j, flags);
+	if (s == NULL)
+		return NULL;
+	char *r = xstrdup(s);
+	free(s);
+	return r;
+}
+
+char *qentry_to_json(const struct qentry *e, bool pretty)
+{
+	const struct qmeta *m = &e->meta;
+	json_t *o = json_object();
+	json_object_set_new(o, "id", jstr(e->id));
+	json_object_set_new(o, "rcpt", jstr(e->rcpt));
+	json_object_set_new(o, "status", json_string(entry_status_name(e->status)));
+	json_object_set_new(o, "status_changed", jtime(e->status_changed));
+	json_object_set_new(o, "received_at", jtime(m->received_at));
+	json_object_set_new(o, "qid", jstr(m->qid));
+	json_object_set_new(o, "from", jstr(m->env_from));
+	json_object_set_new(o, "user", jstr(m->user));
+	json_object_set_new(o, "ip", jstr(m->ip));
+	json_object_set_new(o, "action", jstr(m->action));
+	json_object_set_new(o, "score",
+			    m->has_score && isfinite(m->score) ? json_real(m->score) : json_null());
+	json_object_set_new(o, "scan_time",
+			    m->scan_time >= 0 ? json_integer(m->scan_time) : json_null());
+	json_object_set_new(o, "symbols", jarray_text(m->symbols_json));
+	json_object_set_new(o, "fuzzy", jarray_text(m->fuzzy_json));
+	json_object_set_new(o, "rspamd_server", jstr(m->rspamd_server));
+	json_object_set_new(o, "rspamd_subject", jstr(m->rspamd_subject));
+	json_object_set_new(o, "subject", jstr(qmeta_display_subject(m)));
+	json_object_set_new(o, "header_from", jstr(m->hdr_from));
+	json_object_set_new(o, "header_to", jstr(m->hdr_to));
+	json_object_set_new(o, "header_cc", jstr(m->hdr_cc));
+	json_object_set_new(o, "header_subject", jstr(m->hdr_subject));
+	json_object_set_new(o, "header_date", jstr(m->hdr_date));
+	json_object_set_new(o, "message_id", jstr(m->hdr_msgid));
+	json_object_set_new(o, "size", json_integer((json_int_t)m->size));
+	json_object_set_new(o, "sha256", jstr(m->sha256[0] ? m->sha256 : NULL));
+	json_object_set_new(o, "policy", jstr(m->policy));
+	char *s = jdump(o, pretty ? JSON_INDENT(2) : JSON_COMPACT);
+	json_decref(o);
+	return s ? s : xstrdup("{}");
+}
+
+/* Copies an optional string member: 0 if absent, null or a string. */
+static int get_str(json_t *o, const char *key, char **out)
+{
+	json_t *v = json_object_get(o, key);
+	if (v == NULL || json_is_null(v))
+		return 0;
+	if (!json_is_string(v))
+		return -1;
+	*out = xstrndup(json_string_value(v), json_string_length(v));
+	return 0;
+}
+
+static int get_time(json_t *o, const char *key, int64_t *out)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+	if (s == NULL)
+		return -1;
+	return parse_time(s, out, NULL);
+}
+
+/* An embedded array back to its text; an empty one means none. */
+static int get_array_text(json_t *o, const char *key, char **out)
+{
+	json_t *v = json_object_get(o, key);
+	if (v == NULL || json_is_null(v))
+		return 0;
+	if (!json_is_array(v) && !json_is_object(v))
+		return -1;
+	if (json_is_array(v) && json_array_size(v) == 0)
+		return 0;
+	*out = jdump(v, JSON_COMPACT);
+	return *out ? 0 : -1;
+}
+
+int qentry_from_json(const char *text, size_t len, struct qentry *out)
+{
+	memset(out, 0, sizeof *out);
+	out->meta.scan_time = -1;
+	json_t *o = json_loadb(text, len, 0, NULL);
+	if (o == NULL)
+		return -1;
+	if (!json_is_object(o))
+		goto fail;
+	struct qmeta *m = &out->meta;
+
+	const char *id = json_string_value(json_object_get(o, "id"));
+	if (id == NULL || strlen(id) != ENTRY_ID_LEN)
+		goto fail;
+	memcpy(out->id, id, ENTRY_ID_LEN + 1);
+	if (get_str(o, "rcpt", &out->rcpt) < 0)
+		goto fail;
+	if (entry_status_parse(json_string_value(json_object_get(o, "status")),
+			       &out->status) < 0)
+		goto fail;
+	if (get_time(o, "status_changed", &out->status_changed) < 0 ||
+	    get_time(o, "received_at", &m->received_at) < 0)
+		goto fail;
+
+	if (get_str(o, "qid", &m->qid) < 0 || get_str(o, "from", &m->env_from) < 0 ||
+	    get_str(o, "user", &m->user) < 0 || get_str(o, "ip", &m->ip) < 0 ||
+	    get_str(o, "action", &m->action) < 0 ||
+	    get_str(o, "rspamd_server", &m->rspamd_server) < 0 ||
+	    get_str(o, "rspamd_subject", &m->rspamd_subject) < 0 ||
+	    get_str(o, "header_from", &m->hdr_from) < 0 ||
+	    get_str(o, "header_to", &m->hdr_to) < 0 ||
+	    get_str(o, "header_cc", &m->hdr_cc) < 0 ||
+	    get_str(o, "header_subject", &m->hdr_subject) < 0 ||
+	    get_str(o, "header_date", &m->hdr_date) < 0 ||
+	    get_str(o, "message_id", &m->hdr_msgid) < 0 ||
+	    get_str(o, "policy", &m->policy) < 0)
+		goto fail;
+
+	json_t *v = json_object_get(o, "score");
+	if (json_is_number(v)) {
+		m->score = json_number_value(v);
+		m->has_score = true;
+	} else if (v != NULL && !json_is_null(v)) {
+		goto fail;
+	}
+	v = json_object_get(o, "scan_time");
+	if (json_is_integer(v) && json_integer_value(v) >= 0)
+		m->scan_time = (long)json_integer_value(v);
+	else if (v != NULL && !json_is_null(v))
+		goto fail;
+
+	if (get_array_text(o, "symbols", &m->symbols_json) < 0 ||
+	    get_array_text(o, "fuzzy", &m->fuzzy_json) < 0)
+		goto fail;
+
+	v = json_object_get(o, "size");
+	if (!json_is_integer(v) || json_integer_value(v) < 0)
+		goto fail;
+	m->size = (uint64_t)json_integer_value(v);
+
+	v = json_object_get(o, "sha256");
+	if (json_is_string(v)) {
+		if (json_string_length(v) != 64)
+			goto fail;
+		memcpy(m->sha256, json_string_value(v), 65);
+	} else if (v != NULL && !json_is_null(v)) {
+		goto fail;
+	}
+
+	/* The entry is for one recipient: its meta names that one. */
+	if (out->rcpt != NULL) {
+		m->rcpt = xmalloc(sizeof *m->rcpt);
+		m->rcpt[0] = xstrdup(out->rcpt);
+		m->nrcpt = 1;
+	}
+	json_decref(o);
+	return 0;
+fail:
+	json_decref(o);
+	qentry_free(out);
+	return -1;
+}
