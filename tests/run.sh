@@ -1,0 +1,139 @@
+#!/bin/sh
+# tests/run.sh - the runner `make check` calls: every unit test binary,
+# then every integration suite (the ingest suite once per store backend),
+# counting tests, not programs.  Shows the output of whatever failed and
+# ends with exactly one line "N passed, N failed"; exits non-zero when
+# anything failed or when no test ran.
+#
+#   B=build SAN= sh tests/run.sh
+#
+# A unit binary that crashes, times out or prints no cmocka summary counts
+# as a failure; so does an integration file that ends without its
+# "integration <file>: N passed, N failed" line.
+set -u
+
+cd "$(dirname "$0")/.." || exit 1
+B=${B:-build}
+SAN=${SAN:-}
+export B
+PYTHON=${PYTHON:-python3}
+UNIT_TIMEOUT=${UNIT_TIMEOUT:-300}
+INTEGRATION_TIMEOUT=${INTEGRATION_TIMEOUT:-1200}
+
+unset CMOCKA_MESSAGE_OUTPUT CMOCKA_XML_FILE
+if [ "$SAN" = 1 ]; then
+	export ASAN_OPTIONS="${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}"
+	export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+fi
+
+passed=0
+failed=0
+skipped=0
+failures=""
+logdir=$(mktemp -d "${TMPDIR:-/tmp}/rq-check.XXXXXX") || exit 1
+trap 'rm -rf "$logdir"' EXIT
+n=0
+
+# show NAME LOG: prints a failing program's output.
+show() {
+	echo "---- output of $1 ----"
+	cat "$2"
+	echo "---- end of $1 ----"
+}
+
+# count_unit NAME LOG RC: adds a cmocka binary's counts.
+count_unit() {
+	p=$(sed -n 's/^\[  PASSED  \] \([0-9][0-9]*\) test.*/\1/p' "$2" | tail -n 1)
+	f=$(sed -n 's/^\[  FAILED  \] \([0-9][0-9]*\) test.*/\1/p' "$2" | tail -n 1)
+	p=${p:-0}
+	f=${f:-0}
+	if [ "$p" = 0 ] && [ "$f" = 0 ]; then
+		f=1 # nothing ran, or it died before its summary
+	elif [ "$3" != 0 ] && [ "$f" = 0 ]; then
+		f=1 # crashed after its summary (sanitizer at exit, ...)
+	fi
+	passed=$((passed + p))
+	failed=$((failed + f))
+	echo "unit $1: $p passed, $f failed (exit $3)"
+	if [ "$f" != 0 ]; then
+		failures="$failures $1"
+		show "$1" "$2"
+	fi
+}
+
+# count_integration NAME LOG RC: adds an integration file's counts.
+count_integration() {
+	line=$(grep '^integration .*: [0-9][0-9]* passed, [0-9][0-9]* failed' "$2" | tail -n 1)
+	p=$(echo "$line" | sed -n 's/.*: \([0-9][0-9]*\) passed, .*/\1/p')
+	f=$(echo "$line" | sed -n 's/.* passed, \([0-9][0-9]*\) failed.*/\1/p')
+	s=$(echo "$line" | sed -n 's/.* failed, \([0-9][0-9]*\) skipped.*/\1/p')
+	p=${p:-0}
+	f=${f:-0}
+	s=${s:-0}
+	if [ -z "$line" ] || { [ "$p" = 0 ] && [ "$f" = 0 ]; }; then
+		f=$((f + 1))
+	elif [ "$3" != 0 ] && [ "$f" = 0 ]; then
+		f=1
+	fi
+	passed=$((passed + p))
+	failed=$((failed + f))
+	skipped=$((skipped + s))
+	echo "integration $1: $p passed, $f failed, $s skipped (exit $3)"
+	if [ "$f" != 0 ]; then
+		failures="$failures $1"
+		show "$1" "$2"
+	elif [ "$s" != 0 ]; then
+		grep -E '(skipped|SKIP)' "$2" | sed 's/^/  /'
+	fi
+}
+
+# ---- unit tests
+units=0
+for t in "$B"/tests/test_*; do
+	[ -f "$t" ] && [ -x "$t" ] || continue
+	case $t in *.o | *.d | *.c) continue ;; esac
+	units=$((units + 1))
+	n=$((n + 1))
+	name=$(basename "$t")
+	log="$logdir/$n.log"
+	timeout -k 10 "$UNIT_TIMEOUT" "$t" >"$log" 2>&1 </dev/null
+	count_unit "$name" "$log" $?
+done
+[ "$units" = 0 ] && echo "unit: no test binaries in $B/tests"
+
+# ---- integration tests
+# run_py FILE LABEL [VAR=VALUE...]: one integration file.
+run_py() {
+	file=$1
+	label=$2
+	shift 2
+	n=$((n + 1))
+	log="$logdir/$n.log"
+	env "$@" timeout -k 10 "$INTEGRATION_TIMEOUT" "$PYTHON" "$file" >"$log" 2>&1 </dev/null
+	count_integration "$label" "$log" $?
+}
+
+for f in tests/integration/test_*.py; do
+	[ -f "$f" ] || continue
+	name=$(basename "$f")
+	case $name in
+	test_ingest.py)
+		run_py "$f" "$name (file)" RQ_BACKEND=file
+		if [ -f tests/integration/pgcluster.py ]; then
+			run_py "$f" "$name (pgsql)" RQ_BACKEND=pgsql
+		fi
+		;;
+	*)
+		run_py "$f" "$name" RQ_BACKEND=file
+		;;
+	esac
+done
+
+total=$((passed + failed))
+echo
+if [ -n "$failures" ]; then
+	echo "failed:$failures"
+fi
+[ "$skipped" != 0 ] && echo "($skipped skipped, not counted)"
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ] && [ "$total" != 0 ]
