@@ -267,6 +267,13 @@ int cli_open_store(struct cli *c, struct store **s)
 	int rc = load_config(c);
 	if (rc)
 		return rc;
+	/* What the tool does to the store is logged to syslog, as the
+	 * daemon's facility says, so that stderr carries only our one line
+	 * per error and the mail log keeps who released or deleted what. */
+	struct config logcfg = c->cfg;
+	logcfg.log = "syslog";
+	logcfg.syslog_tag = CLI_NAME;
+	log_open(&logcfg, CLI_NAME);
 	rc = drop_privileges(c);
 	if (rc)
 		return rc;
@@ -359,5 +366,6 @@ int main(int argc, char **argv)
 	if (c.cfg_loaded)
 		config_free(&c.cfg);
 	free(c.saved_groups);
+	log_close();
 	return rc;
 }
