@@ -1,0 +1,1206 @@
+/*
+ * store_file.c - the file store, the default backend: one directory per
+ * recipient under file_root, needing no server.
+ *
+ * Layout:
+ *
+ *   <root>/tmp/                      uploads in progress:
+ *                                    "<pid>.<counter>.<random hex>"
+ *   <root>/users/<domain>/<local>/   one directory per recipient, named
+ *                                    by addr_path() (lower case, every
+ *                                    byte outside [a-z0-9.+_-] %XX-encoded)
+ *       <id>.eml                     the message bytes, hard-linked: a
+ *                                    POST to N recipients stores one inode
+ *       <id>.json                    the entry's metadata (the JSON form of
+ *                                    record.h); written last, it is the
+ *                                    commit marker
+ *   <root>/ids/<id[0..1]>/<id>       symlink to "../../users/<domain>/<local>",
+ *                                    to find an entry by its id
+ *
+ * An entry exists if and only if its .json exists.  Temporary names inside
+ * users/ and ids/ start with ".tmp.<pid>.", which no address or ID can
+ * produce.  Directories are created mode 0700, files 0600.
+ *
+ * Writing follows the maildir discipline.  The message streams into a
+ * file in tmp/; commit fsyncs it, and for each recipient links it in as
+ * <id>.eml, creates the ids symlink (temporary name, rename, fsync of its
+ * directory), fsyncs the user directory, writes the metadata to a
+ * temporary file, fsyncs it, links it in as <id>.json (link, not rename:
+ * an entry committed meanwhile by another worker is never overwritten)
+ * and fsyncs the user directory again.  If any step fails, everything
+ * this commit created is removed again and the put fails as a whole;
+ * an entry that already existed (a retried POST) is left untouched.
+ *
+ * Leftovers of a crash are harmless: an .eml without .json is not an
+ * entry, a dangling ids symlink finds no .json.  Opening the store removes
+ * uploads in tmp/ whose process is gone; expire also removes stale
+ * temporary files and orphaned .eml files (older than an hour) in the
+ * user directories.
+ *
+ * No name from input is used as a path: recipients go through
+ * addr_path(), IDs are checked hex, and every file or directory is opened
+ * relative to a directory descriptor with O_NOFOLLOW.
+ */
+#include "store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include "addr_path.h"
+#include "config.h"
+#include "log.h"
+
+#define READ_CHUNK 65536
+#define JSON_MAX (64u << 20)     /* a metadata file larger than this is corrupt */
+#define ORPHAN_AGE 3600          /* seconds before an .eml without .json is swept */
+#define TMP_PREFIX ".tmp."
+#define DIR_FLAGS (O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+#define REL_MAX (2 * ADDR_PATH_COMPONENT_MAX + 2)
+
+struct fstore {
+	char *root;
+	int rootfd, tmpfd, usersfd, idsfd;
+	unsigned long counter;
+};
+
+struct fput {
+	struct fstore *fs;
+	int fd;
+	char name[80];
+};
+
+/* An I/O failure: temporary, since a retry may find space or a disk. */
+static int io_err(struct qerr *e, const char *what, const char *name)
+{
+	return qerr_temp(e, "file store: %s %.200s: %s", what, name, strerror(errno));
+}
+
+/* A fresh name for a temporary file in users/ or ids/. */
+static void tmp_name(struct fstore *fs, char *out, size_t len)
+{
+	snprintf(out, len, TMP_PREFIX "%ld.%lu", (long)getpid(), ++fs->counter);
+}
+
+/* True if name begins with prefix and a process id that no longer runs. */
+static bool owner_dead(const char *name, const char *prefix)
+{
+	size_t pl = strlen(prefix);
+	if (strncmp(name, prefix, pl) != 0)
+		return false;
+	char *end;
+	errno = 0;
+	long pid = strtol(name + pl, &end, 10);
+	if (errno != 0 || end == name + pl || *end != '.' || pid <= 0 || pid > INT_MAX)
+		return false;
+	return kill((pid_t)pid, 0) == -1 && errno == ESRCH;
+}
+
+static bool is_hex_id(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return false;
+	return true;
+}
+
+/* Names "<id><suffix>" with a well-formed id. */
+static bool is_entry_file(const char *name, const char *suffix)
+{
+	size_t n = strlen(name);
+	return n == ENTRY_ID_LEN + strlen(suffix) && strcmp(name + ENTRY_ID_LEN, suffix) == 0 &&
+	       is_hex_id(name, ENTRY_ID_LEN);
+}
+
+/* A path component we generated: not empty, not a dot name, no slash. */
+static bool good_component(const char *s)
+{
+	return *s != '\0' && *s != '.' && strchr(s, '/') == NULL &&
+	       strlen(s) <= ADDR_PATH_COMPONENT_MAX;
+}
+
+/*
+ * Opens (creating if asked) the subdirectory name of dirfd, never through
+ * a symlink.  A directory created here is made durable by fsyncing its
+ * parent.  Returns 0, 1 if it does not exist (and create is false), or -1.
+ */
+static int open_subdir(int dirfd, const char *name, bool create, int *out, struct qerr *e)
+{
+	*out = -1;
+	if (create) {
+		if (mkdirat(dirfd, name, 0700) == 0) {
+			if (fsync(dirfd) < 0)
+				return io_err(e, "cannot sync directory above", name);
+		} else if (errno != EEXIST) {
+			return io_err(e, "cannot create directory", name);
+		}
+	}
+	int fd = openat(dirfd, name, DIR_FLAGS);
+	if (fd < 0) {
+		if (errno == ENOENT && !create)
+			return 1;
+		return io_err(e, "cannot open directory", name);
+	}
+	*out = fd;
+	return 0;
+}
+
+/* Splits "domain/local" as addr_path writes it; checks both halves. */
+static int split_rel(char *rel, char **domain, char **local)
+{
+	char *slash = strchr(rel, '/');
+	if (slash == NULL)
+		return -1;
+	*slash = '\0';
+	*domain = rel;
+	*local = slash + 1;
+	if (!good_component(*domain) || !good_component(*local)) {
+		*slash = '/';
+		return -1;
+	}
+	return 0;
+}
+
+/* Opens users/<rel>; rel is "domain/local".  Returns 0, 1 (absent), -1. */
+static int open_rel(struct fstore *fs, const char *relpath, bool create, int *out,
+		    struct qerr *e)
+{
+	char rel[REL_MAX];
+	char *domain, *local;
+	*out = -1;
+	if (strlen(relpath) >= sizeof rel)
+		return qerr_perm(e, "file store: directory name too long");
+	strcpy(rel, relpath);
+	if (split_rel(rel, &domain, &local) < 0)
+		return qerr_perm(e, "file store: bad directory name '%.80s'", relpath);
+	int dfd, r = open_subdir(fs->usersfd, domain, create, &dfd, e);
+	if (r == 0) {
+		r = open_subdir(dfd, local, create, out, e);
+		close(dfd);
+	}
+	if (r < 0 && e)
+		snprintf(e->msg, sizeof e->msg, "file store: cannot %s users/%.200s: %s",
+			 create ? "create or open" : "open", relpath, strerror(errno));
+	return r;
+}
+
+/* The user directory's relative name for a recipient. */
+static int rcpt_rel(const char *rcpt, char *rel, size_t len, struct qerr *e)
+{
+	if (addr_path(rcpt ? rcpt : "", rel, len) < 0)
+		return qerr_perm(e, "file store: no directory name for recipient");
+	return 0;
+}
+
+/* Finds the directory of entry id through its ids symlink.  Returns 0,
+ * or -1 (QERR_NOTFOUND if there is no such entry). */
+static int entry_dir(struct fstore *fs, const char *id, int *ufd, int *xxfd, struct qerr *e)
+{
+	char xx[3] = { id[0], id[1], '\0' };
+	char target[64 + REL_MAX];
+	*ufd = -1;
+	if (xxfd)
+		*xxfd = -1;
+	int dfd, r = open_subdir(fs->idsfd, xx, false, &dfd, e);
+	if (r < 0)
+		return -1;
+	if (r == 1)
+		return qerr_notfound(e, "no entry '%s'", id);
+	ssize_t n = readlinkat(dfd, id, target, sizeof target - 1);
+	if (n < 0) {
+		int err = errno;
+		close(dfd);
+		errno = err;
+		if (err == ENOENT || err == EINVAL)
+			return qerr_notfound(e, "no entry '%s'", id);
+		return io_err(e, "cannot read link of", id);
+	}
+	target[n] = '\0';
+	static const char prefix[] = "../../users/";
+	if (strncmp(target, prefix, sizeof prefix - 1) != 0) {
+		close(dfd);
+		return qerr_perm(e, "file store: ids/%s/%s points outside users/", xx, id);
+	}
+	r = open_rel(fs, target + sizeof prefix - 1, false, ufd, e);
+	if (r != 0) {
+		close(dfd);
+		return r < 0 ? -1 : qerr_notfound(e, "no entry '%s'", id);
+	}
+	if (xxfd)
+		*xxfd = dfd;
+	else
+		close(dfd);
+	return 0;
+}
+
+/* Reads a whole (small) file below dirfd.  Returns 0, 1 if absent, -1. */
+static int read_small(int dirfd, const char *name, struct buf *b, struct qerr *e)
+{
+	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 1 : io_err(e, "cannot open", name);
+	char chunk[8192];
+	for (;;) {
+		ssize_t n = read(fd, chunk, sizeof chunk);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			io_err(e, "cannot read", name);
+			close(fd);
+			return -1;
+		}
+		if (n == 0)
+			break;
+		if (b->len + (size_t)n > JSON_MAX) {
+			close(fd);
+			return qerr_perm(e, "file store: %s is too large", name);
+		}
+		buf_append(b, chunk, (size_t)n);
+	}
+	close(fd);
+	return 0;
+}
+
+/* Reads and parses <id>.json in dirfd.  Returns 0, 1 if absent, -1. */
+static int load_entry(int dirfd, const char *id, struct qentry *out, struct qerr *e)
+{
+	char name[ENTRY_ID_LEN + 8];
+	struct buf b = { 0 };
+	snprintf(name, sizeof name, "%s.json", id);
+	memset(out, 0, sizeof *out);
+	int r = read_small(dirfd, name, &b, e);
+	if (r != 0) {
+		buf_free(&b);
+		return r;
+	}
+	r = qentry_from_json(b.data ? b.data : "", b.len, out);
+	buf_free(&b);
+	if (r < 0 || strcmp(out->id, id) != 0) {
+		if (r == 0)
+			qentry_free(out);
+		return qerr_perm(e, "file store: metadata of entry %s is damaged", id);
+	}
+	return 0;
+}
+
+/*
+ * Writes text to dirfd/name durably: a temporary file, fsync, then rename
+ * (replace) or link (create only).  The caller fsyncs dirfd.  Returns 0,
+ * 1 if name exists and replace is false, or -1.
+ */
+static int write_atomic(struct fstore *fs, int dirfd, const char *name, const char *text,
+			bool replace, struct qerr *e)
+{
+	char tmp[64];
+	tmp_name(fs, tmp, sizeof tmp);
+	int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return io_err(e, "cannot create", tmp);
+	if (write_full(fd, text, strlen(text)) < 0 || fsync(fd) < 0) {
+		io_err(e, "cannot write", name);
+		close(fd);
+		unlinkat(dirfd, tmp, 0);
+		return -1;
+	}
+	if (close(fd) < 0) {
+		io_err(e, "cannot write", name);
+		unlinkat(dirfd, tmp, 0);
+		return -1;
+	}
+	int r = 0;
+	if (replace) {
+		if (renameat(dirfd, tmp, dirfd, name) < 0)
+			r = io_err(e, "cannot rename to", name);
+	} else if (linkat(dirfd, tmp, dirfd, name, 0) < 0) {
+		r = errno == EEXIST ? 1 : io_err(e, "cannot link", name);
+	}
+	if (r != 0 || !replace)
+		unlinkat(dirfd, tmp, 0);
+	return r;
+}
+
+/* Removes uploads left in tmp/ by processes that are gone. */
+static void clean_tmp(struct fstore *fs)
+{
+	int fd = openat(fs->tmpfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	if (d == NULL) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		if (owner_dead(de->d_name, "") && unlinkat(fs->tmpfd, de->d_name, 0) == 0)
+			log_msg(LOG_INFO, "file store: removed abandoned upload tmp/%s",
+				de->d_name);
+	}
+	closedir(d);
+}
+
+/* mkdir -p for the configured root (trusted: it comes from the config). */
+static int mkdir_root(const char *root, struct qerr *e)
+{
+	char *p = xstrdup(root);
+	for (char *s = p + 1; *s; s++) {
+		if (*s != '/')
+			continue;
+		*s = '\0';
+		if (mkdir(p, 0700) < 0 && errno != EEXIST) {
+			int err = errno;
+			free(p);
+			return qerr_perm(e, "file store: cannot create %.200s: %s", root,
+					 strerror(err));
+		}
+		*s = '/';
+	}
+	int r = 0;
+	if (mkdir(p, 0700) < 0 && errno != EEXIST)
+		r = qerr_perm(e, "file store: cannot create %.200s: %s", root, strerror(errno));
+	free(p);
+	return r;
+}
+
+static void file_close(void *state)
+{
+	struct fstore *fs = state;
+	if (fs == NULL)
+		return;
+	int fds[] = { fs->rootfd, fs->tmpfd, fs->usersfd, fs->idsfd };
+	for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	free(fs->root);
+	free(fs);
+}
+
+static int file_open(void **state, const struct config *c, struct qerr *e)
+{
+	*state = NULL;
+	if (c->file_root == NULL || *c->file_root == '\0')
+		return qerr_perm(e, "file store: file_root is not set");
+	if (mkdir_root(c->file_root, e) < 0)
+		return -1;
+	struct fstore *fs = xcalloc(1, sizeof *fs);
+	fs->root = xstrdup(c->file_root);
+	fs->tmpfd = fs->usersfd = fs->idsfd = -1;
+	fs->rootfd = open(c->file_root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fs->rootfd < 0) {
+		qerr_perm(e, "file store: cannot open %.200s: %s", c->file_root, strerror(errno));
+		file_close(fs);
+		return -1;
+	}
+	if (open_subdir(fs->rootfd, "tmp", true, &fs->tmpfd, e) != 0 ||
+	    open_subdir(fs->rootfd, "users", true, &fs->usersfd, e) != 0 ||
+	    open_subdir(fs->rootfd, "ids", true, &fs->idsfd, e) != 0) {
+		file_close(fs);
+		return -1;
+	}
+	clean_tmp(fs);
+	*state = fs;
+	return 0;
+}
+
+static int file_put_begin(void *state, void **put, struct qerr *e)
+{
+	struct fstore *fs = state;
+	struct fput *p = xcalloc(1, sizeof *p);
+	unsigned char rnd[8];
+	*put = NULL;
+	if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
+		memset(rnd, 0, sizeof rnd); /* pid and counter keep the name unique */
+	int len = snprintf(p->name, sizeof p->name, "%ld.%lu.", (long)getpid(), ++fs->counter);
+	for (size_t i = 0; i < sizeof rnd; i++)
+		len += snprintf(p->name + len, sizeof p->name - (size_t)len, "%02x", rnd[i]);
+	p->fs = fs;
+	p->fd = openat(fs->tmpfd, p->name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+		       0600);
+	if (p->fd < 0) {
+		io_err(e, "cannot create tmp/", p->name);
+		free(p);
+		return -1;
+	}
+	*put = p;
+	return 0;
+}
+
+static int file_put_write(void *put, const void *data, size_t n, struct qerr *e)
+{
+	struct fput *p = put;
+	if (write_full(p->fd, data, n) < 0)
+		return io_err(e, "cannot write tmp/", p->name);
+	return 0;
+}
+
+static void put_free(struct fput *p)
+{
+	if (p->fd >= 0)
+		close(p->fd);
+	unlinkat(p->fs->tmpfd, p->name, 0);
+	free(p);
+}
+
+static void file_put_abort(void *put)
+{
+	if (put)
+		put_free(put);
+}
+
+/* What commit made for one recipient, so that it can be undone. */
+struct made {
+	char rel[REL_MAX];
+	const char *id;
+	bool eml, link, json;
+};
+
+/* Removes what a failed commit created, newest first; best effort. */
+static void rollback(struct fstore *fs, struct made *mk, size_t n)
+{
+	while (n-- > 0) {
+		struct made *w = &mk[n];
+		char name[ENTRY_ID_LEN + 8];
+		int ufd;
+		if ((w->json || w->eml) && open_rel(fs, w->rel, false, &ufd, NULL) == 0) {
+			if (w->json) {
+				snprintf(name, sizeof name, "%s.json", w->id);
+				unlinkat(ufd, name, 0);
+			}
+			if (w->eml) {
+				snprintf(name, sizeof name, "%s.eml", w->id);
+				unlinkat(ufd, name, 0);
+			}
+			if (fsync(ufd) < 0)
+				log_msg(LOG_WARNING, "file store: rollback: sync of users/%s: %s",
+					w->rel, strerror(errno));
+			close(ufd);
+		}
+		char xx[3] = { w->id[0], w->id[1], '\0' };
+		int xfd;
+		if (w->link && open_subdir(fs->idsfd, xx, false, &xfd, NULL) == 0) {
+			unlinkat(xfd, w->id, 0);
+			(void)fsync(xfd);
+			close(xfd);
+		}
+	}
+}
+
+/* Links the content in as <id>.eml, replacing a leftover of a crash. */
+static int link_content(struct fput *p, int ufd, const char *id, struct qerr *e)
+{
+	char name[ENTRY_ID_LEN + 8];
+	snprintf(name, sizeof name, "%s.eml", id);
+	if (linkat(p->fs->tmpfd, p->name, ufd, name, 0) == 0)
+		return 0;
+	if (errno != EEXIST)
+		return io_err(e, "cannot link", name);
+	if (unlinkat(ufd, name, 0) < 0 && errno != ENOENT)
+		return io_err(e, "cannot replace", name);
+	if (linkat(p->fs->tmpfd, p->name, ufd, name, 0) < 0)
+		return io_err(e, "cannot link", name);
+	return 0;
+}
+
+/* Points ids/<xx>/<id> at the user directory (temporary name, rename). */
+static int link_id(struct fstore *fs, const char *id, const char *rel, struct qerr *e)
+{
+	char xx[3] = { id[0], id[1], '\0' };
+	char tmp[64];
+	int xfd;
+	if (open_subdir(fs->idsfd, xx, true, &xfd, e) != 0)
+		return -1;
+	char *target = xasprintf("../../users/%s", rel);
+	tmp_name(fs, tmp, sizeof tmp);
+	int r = 0;
+	if (symlinkat(target, xfd, tmp) < 0) {
+		r = io_err(e, "cannot create link for", id);
+	} else if (renameat(xfd, tmp, xfd, id) < 0) {
+		r = io_err(e, "cannot create link for", id);
+		unlinkat(xfd, tmp, 0);
+	} else if (fsync(xfd) < 0) {
+		r = io_err(e, "cannot sync directory of link", id);
+	}
+	free(target);
+	close(xfd);
+	return r;
+}
+
+/* Stores one recipient's entry; fills w with what it made. */
+static int commit_one(struct fput *p, const struct qmeta *m, const char *rcpt,
+		      const char *id, struct made *w, size_t *created, struct qerr *e)
+{
+	struct fstore *fs = p->fs;
+	char name[ENTRY_ID_LEN + 8];
+	int ufd;
+	w->id = id;
+	if (rcpt_rel(rcpt, w->rel, sizeof w->rel, e) < 0)
+		return -1;
+	if (open_rel(fs, w->rel, true, &ufd, e) != 0)
+		return -1;
+	struct stat st;
+	snprintf(name, sizeof name, "%s.json", id);
+	if (fstatat(ufd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		close(ufd); /* stored before: a retry */
+		return 0;
+	}
+	if (errno != ENOENT) {
+		io_err(e, "cannot look at", name);
+		close(ufd);
+		return -1;
+	}
+	if (link_content(p, ufd, id, e) < 0)
+		goto fail;
+	w->eml = true;
+	if (link_id(fs, id, w->rel, e) < 0)
+		goto fail;
+	w->link = true;
+	if (fsync(ufd) < 0) {
+		io_err(e, "cannot sync directory users/", w->rel);
+		goto fail;
+	}
+
+	struct qentry qe;
+	memset(&qe, 0, sizeof qe);
+	memcpy(qe.id, id, ENTRY_ID_LEN + 1);
+	qe.rcpt = (char *)rcpt;
+	qe.status = ENTRY_QUARANTINED;
+	qe.status_changed = m->received_at;
+	qe.meta = *m;
+	char *json = qentry_to_json(&qe, true);
+	int r = write_atomic(fs, ufd, name, json, false, e);
+	free(json);
+	if (r < 0)
+		goto fail;
+	if (r == 1) {
+		/* Committed meanwhile by a concurrent retry: it is theirs. */
+		w->eml = w->link = false;
+		close(ufd);
+		return 0;
+	}
+	w->json = true;
+	if (fsync(ufd) < 0) {
+		io_err(e, "cannot sync directory users/", w->rel);
+		goto fail;
+	}
+	close(ufd);
+	(*created)++;
+	return 0;
+fail:
+	close(ufd);
+	return -1;
+}
+
+static int file_put_commit(void *put, const struct qmeta *m, char *const *ids,
+			   size_t *created, struct qerr *e)
+{
+	struct fput *p = put;
+	*created = 0;
+	if (fsync(p->fd) < 0 || close(p->fd) < 0) {
+		p->fd = -1;
+		io_err(e, "cannot sync tmp/", p->name);
+		put_free(p);
+		return -1;
+	}
+	p->fd = -1;
+	struct made *mk = xcalloc(m->nrcpt ? m->nrcpt : 1, sizeof *mk);
+	int r = 0;
+	size_t i;
+	for (i = 0; i < m->nrcpt; i++) {
+		if (commit_one(p, m, m->rcpt[i], ids[i], &mk[i], created, e) < 0) {
+			r = -1;
+			break;
+		}
+	}
+	if (r < 0) {
+		rollback(p->fs, mk, i + 1);
+		*created = 0;
+	}
+	free(mk);
+	put_free(p);
+	return r;
+}
+
+static int file_get(void *state, const char *id, struct qentry *out, struct qerr *e)
+{
+	struct fstore *fs = state;
+	int ufd;
+	memset(out, 0, sizeof *out);
+	if (entry_dir(fs, id, &ufd, NULL, e) < 0)
+		return -1;
+	int r = load_entry(ufd, id, out, e);
+	close(ufd);
+	if (r == 1)
+		return qerr_notfound(e, "no entry '%s'", id);
+	return r;
+}
+
+static int file_read_content(void *state, const char *id, store_data_cb cb, void *arg,
+			     struct qerr *e)
+{
+	struct fstore *fs = state;
+	char name[ENTRY_ID_LEN + 8];
+	struct stat st;
+	int ufd;
+	if (entry_dir(fs, id, &ufd, NULL, e) < 0)
+		return -1;
+	snprintf(name, sizeof name, "%s.json", id);
+	if (fstatat(ufd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		close(ufd);
+		return qerr_notfound(e, "no entry '%s'", id);
+	}
+	snprintf(name, sizeof name, "%s.eml", id);
+	int fd = openat(ufd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	close(ufd);
+	if (fd < 0)
+		return errno == ENOENT ? qerr_perm(e, "file store: content of entry %s is missing", id)
+				       : io_err(e, "cannot open", name);
+	char *chunk = xmalloc(READ_CHUNK);
+	int r = 0;
+	for (;;) {
+		ssize_t n = read(fd, chunk, READ_CHUNK);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			r = io_err(e, "cannot read", name);
+			break;
+		}
+		if (n == 0 || cb(chunk, (size_t)n, arg) != 0)
+			break;
+	}
+	free(chunk);
+	close(fd);
+	return r;
+}
+
+/* Calls fn for every user directory (an open descriptor and its name). */
+typedef int (*user_dir_fn)(int ufd, const char *rel, void *arg, struct qerr *e);
+
+/* Opens dirfd again for reading its entries (a fresh file offset). */
+static DIR *open_listing(int dirfd)
+{
+	int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return NULL;
+	DIR *d = fdopendir(fd);
+	if (d == NULL)
+		close(fd);
+	return d;
+}
+
+static int walk_users(struct fstore *fs, user_dir_fn fn, void *arg, struct qerr *e)
+{
+	DIR *dd = open_listing(fs->usersfd);
+	if (dd == NULL)
+		return io_err(e, "cannot list", "users/");
+	struct dirent *de;
+	int r = 0;
+	while (r == 0 && (de = readdir(dd)) != NULL) {
+		if (!good_component(de->d_name))
+			continue;
+		int dfd = openat(fs->usersfd, de->d_name, DIR_FLAGS);
+		if (dfd < 0)
+			continue; /* not a directory of ours */
+		DIR *ld = open_listing(dfd);
+		if (ld == NULL) {
+			r = io_err(e, "cannot list users/", de->d_name);
+			close(dfd);
+			break;
+		}
+		struct dirent *le;
+		while (r == 0 && (le = readdir(ld)) != NULL) {
+			if (!good_component(le->d_name))
+				continue;
+			int ufd = openat(dfd, le->d_name, DIR_FLAGS);
+			if (ufd < 0)
+				continue;
+			char rel[2 * NAME_MAX + 4];
+			snprintf(rel, sizeof rel, "%s/%s", de->d_name, le->d_name);
+			r = fn(ufd, rel, arg, e);
+			close(ufd);
+		}
+		closedir(ld);
+		close(dfd);
+	}
+	closedir(dd);
+	return r;
+}
+
+/* Calls fn with every entry in one user directory; damaged metadata is
+ * logged and skipped, so one bad file does not hide the rest. */
+static int each_entry(int ufd, const char *rel, int (*fn)(struct qentry *q, int ufd, void *arg),
+		      void *arg, struct qerr *e)
+{
+	DIR *d = open_listing(ufd);
+	if (d == NULL)
+		return io_err(e, "cannot list users/", rel);
+	struct dirent *de;
+	int r = 0;
+	while (r == 0 && (de = readdir(d)) != NULL) {
+		if (!is_entry_file(de->d_name, ".json"))
+			continue;
+		char id[ENTRY_ID_LEN + 1];
+		memcpy(id, de->d_name, ENTRY_ID_LEN);
+		id[ENTRY_ID_LEN] = '\0';
+		struct qentry q;
+		struct qerr le;
+		qerr_clear(&le);
+		int lr = load_entry(ufd, id, &q, &le);
+		if (lr == 1)
+			continue; /* removed meanwhile */
+		if (lr < 0) {
+			if (le.cls == QERR_TEMP) {
+				*e = le;
+				r = -1;
+				break;
+			}
+			log_msg(LOG_WARNING, "%s (users/%s)", le.msg, rel);
+			continue;
+		}
+		r = fn(&q, ufd, arg);
+		qentry_free(&q);
+	}
+	closedir(d);
+	return r;
+}
+
+/* Entries gathered for sorting. */
+struct entry_vec {
+	struct qentry *v;
+	size_t n, cap;
+	const struct store_filter *f;
+};
+
+static void vec_push(struct entry_vec *ev, struct qentry *q)
+{
+	if (ev->n == ev->cap) {
+		ev->cap = ev->cap ? ev->cap * 2 : 64;
+		ev->v = xrealloc(ev->v, ev->cap * sizeof *ev->v);
+	}
+	ev->v[ev->n++] = *q;
+	memset(q, 0, sizeof *q); /* ownership moved */
+}
+
+static void vec_free(struct entry_vec *ev)
+{
+	for (size_t i = 0; i < ev->n; i++)
+		qentry_free(&ev->v[i]);
+	free(ev->v);
+	ev->v = NULL;
+	ev->n = ev->cap = 0;
+}
+
+/* Newest first; equal times by id, so the order is stable. */
+static int newest_first(const void *a, const void *b)
+{
+	const struct qentry *x = a, *y = b;
+	if (x->meta.received_at != y->meta.received_at)
+		return x->meta.received_at > y->meta.received_at ? -1 : 1;
+	return strcmp(x->id, y->id);
+}
+
+static bool matches(const struct store_filter *f, const struct qentry *q)
+{
+	if (f == NULL)
+		return q->status != ENTRY_DELETED;
+	if (f->status < 0 ? q->status == ENTRY_DELETED : (int)q->status != f->status)
+		return false;
+	if (f->rcpt && (q->rcpt == NULL || strcasecmp(q->rcpt, f->rcpt) != 0))
+		return false;
+	if (f->from && (q->meta.env_from == NULL || strcasecmp(q->meta.env_from, f->from) != 0))
+		return false;
+	if (f->qid && (q->meta.qid == NULL || strcmp(q->meta.qid, f->qid) != 0))
+		return false;
+	if (f->symbol && !qmeta_has_symbol(&q->meta, f->symbol))
+		return false;
+	if (f->since && q->meta.received_at < f->since)
+		return false;
+	if (f->until && q->meta.received_at >= f->until)
+		return false;
+	return true;
+}
+
+static int collect_matching(struct qentry *q, int ufd, void *arg)
+{
+	(void)ufd;
+	struct entry_vec *ev = arg;
+	if (matches(ev->f, q))
+		vec_push(ev, q);
+	return 0;
+}
+
+static int list_dir(int ufd, const char *rel, void *arg, struct qerr *e)
+{
+	return each_entry(ufd, rel, collect_matching, arg, e);
+}
+
+static int file_list(void *state, const struct store_filter *f, store_entry_cb cb, void *arg,
+		     struct qerr *e)
+{
+	struct fstore *fs = state;
+	struct entry_vec ev = { .f = f };
+	int r;
+	if (f && f->rcpt) {
+		char rel[REL_MAX];
+		int ufd;
+		if (rcpt_rel(f->rcpt, rel, sizeof rel, e) < 0)
+			return -1;
+		r = open_rel(fs, rel, false, &ufd, e);
+		if (r == 1)
+			return 0;
+		if (r < 0)
+			return -1;
+		r = list_dir(ufd, rel, &ev, e);
+		close(ufd);
+	} else {
+		r = walk_users(fs, list_dir, &ev, e);
+	}
+	if (r == 0) {
+		if (ev.n > 1)
+			qsort(ev.v, ev.n, sizeof *ev.v, newest_first);
+		size_t n = f && f->limit && f->limit < ev.n ? f->limit : ev.n;
+		for (size_t i = 0; i < n; i++)
+			if (cb(&ev.v[i], arg) != 0)
+				break;
+	}
+	vec_free(&ev);
+	return r;
+}
+
+/* Unlinks an entry's files: metadata first (then the entry is gone),
+ * content, and the id link.  freed and bytes count content whose last
+ * link this was. */
+static int remove_files(struct fstore *fs, int ufd, const char *id, bool *freed,
+			uint64_t *bytes, struct qerr *e)
+{
+	char name[ENTRY_ID_LEN + 8];
+	struct stat st;
+	*freed = false;
+	*bytes = 0;
+	snprintf(name, sizeof name, "%s.json", id);
+	if (unlinkat(ufd, name, 0) < 0) {
+		if (errno == ENOENT)
+			return qerr_notfound(e, "no entry '%s'", id);
+		return io_err(e, "cannot remove", name);
+	}
+	snprintf(name, sizeof name, "%s.eml", id);
+	if (fstatat(ufd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode)) {
+		if (unlinkat(ufd, name, 0) == 0 && st.st_nlink == 1) {
+			*freed = true;
+			*bytes = (uint64_t)st.st_size;
+		}
+	}
+	if (fsync(ufd) < 0)
+		return io_err(e, "cannot sync directory of", id);
+	char xx[3] = { id[0], id[1], '\0' };
+	int xfd;
+	if (open_subdir(fs->idsfd, xx, false, &xfd, NULL) == 0) {
+		unlinkat(xfd, id, 0);
+		(void)fsync(xfd);
+		close(xfd);
+	}
+	return 0;
+}
+
+static int file_remove(void *state, const char *id, struct qerr *e)
+{
+	struct fstore *fs = state;
+	int ufd;
+	bool freed;
+	uint64_t bytes;
+	if (entry_dir(fs, id, &ufd, NULL, e) < 0)
+		return -1;
+	int r = remove_files(fs, ufd, id, &freed, &bytes, e);
+	close(ufd);
+	return r;
+}
+
+static int file_set_status(void *state, const char *id, enum entry_status s, int64_t now,
+			   struct qerr *e)
+{
+	struct fstore *fs = state;
+	struct qentry q;
+	char name[ENTRY_ID_LEN + 8];
+	int ufd;
+	if (entry_dir(fs, id, &ufd, NULL, e) < 0)
+		return -1;
+	int r = load_entry(ufd, id, &q, e);
+	if (r == 1) {
+		close(ufd);
+		return qerr_notfound(e, "no entry '%s'", id);
+	}
+	if (r < 0) {
+		close(ufd);
+		return -1;
+	}
+	q.status = s;
+	q.status_changed = now;
+	char *json = qentry_to_json(&q, true);
+	qentry_free(&q);
+	snprintf(name, sizeof name, "%s.json", id);
+	r = write_atomic(fs, ufd, name, json, true, e);
+	free(json);
+	if (r == 0 && fsync(ufd) < 0)
+		r = io_err(e, "cannot sync directory of", id);
+	close(ufd);
+	return r;
+}
+
+/* One entry as expire sees it. */
+struct exp_item {
+	char id[ENTRY_ID_LEN + 1];
+	int64_t received_at;
+	uint64_t size;
+};
+
+/* Content that dry-run expire would unlink, to count what would be freed. */
+struct exp_content {
+	dev_t dev;
+	ino_t ino;
+	nlink_t nlink;
+	uint64_t size;
+};
+
+struct exp_ctx {
+	struct fstore *fs;
+	const struct expire_opts *o;
+	struct expire_result *r;
+	struct exp_item *items;
+	size_t n, cap;
+	struct exp_content *dry;
+	size_t ndry, capdry;
+	int64_t now;
+};
+
+static int gather_item(struct qentry *q, int ufd, void *arg)
+{
+	(void)ufd;
+	struct exp_ctx *x = arg;
+	if (x->n == x->cap) {
+		x->cap = x->cap ? x->cap * 2 : 64;
+		x->items = xrealloc(x->items, x->cap * sizeof *x->items);
+	}
+	struct exp_item *it = &x->items[x->n++];
+	memcpy(it->id, q->id, sizeof it->id);
+	it->received_at = q->meta.received_at;
+	it->size = q->meta.size;
+	return 0;
+}
+
+static int item_newest_first(const void *a, const void *b)
+{
+	const struct exp_item *x = a, *y = b;
+	if (x->received_at != y->received_at)
+		return x->received_at > y->received_at ? -1 : 1;
+	return strcmp(x->id, y->id);
+}
+
+/* Removes temporary files of dead processes and .eml files that never
+ * got their metadata (a crash mid-commit), once they are old enough. */
+static void sweep_dir(int ufd, const char *rel, int64_t now)
+{
+	DIR *d = open_listing(ufd);
+	if (d == NULL)
+		return;
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		struct stat st;
+		if (owner_dead(de->d_name, TMP_PREFIX)) {
+			unlinkat(ufd, de->d_name, 0);
+			continue;
+		}
+		if (!is_entry_file(de->d_name, ".eml"))
+			continue;
+		char json[ENTRY_ID_LEN + 8];
+		snprintf(json, sizeof json, "%.*s.json", ENTRY_ID_LEN, de->d_name);
+		if (fstatat(ufd, json, &st, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT)
+			continue;
+		if (fstatat(ufd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    now - (int64_t)st.st_ctime > ORPHAN_AGE) {
+			unlinkat(ufd, de->d_name, 0);
+			log_msg(LOG_INFO, "file store: removed orphaned users/%s/%s", rel,
+				de->d_name);
+		}
+	}
+	closedir(d);
+}
+
+/* Expires within one user directory. */
+static int expire_dir(int ufd, const char *rel, void *arg, struct qerr *e)
+{
+	struct exp_ctx *x = arg;
+	const struct expire_opts *o = x->o;
+	x->n = 0;
+	if (each_entry(ufd, rel, gather_item, x, e) < 0)
+		return -1;
+	if (x->n > 1)
+		qsort(x->items, x->n, sizeof *x->items, item_newest_first);
+	uint64_t kept_bytes = 0;
+	long kept = 0;
+	bool full = false; /* once a limit is reached, everything older goes */
+	for (size_t i = 0; i < x->n; i++) {
+		struct exp_item *it = &x->items[i];
+		bool drop = o->cutoff && it->received_at < o->cutoff;
+		if (!drop) {
+			if (full || (o->max_per_rcpt && kept >= o->max_per_rcpt) ||
+			    (o->max_bytes_per_rcpt && kept_bytes + it->size > o->max_bytes_per_rcpt))
+				full = drop = true;
+		}
+		if (!drop) {
+			kept++;
+			kept_bytes += it->size;
+			continue;
+		}
+		x->r->entries++;
+		if (o->dry_run) {
+			char name[ENTRY_ID_LEN + 8];
+			struct stat st;
+			snprintf(name, sizeof name, "%s.eml", it->id);
+			if (fstatat(ufd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode)) {
+				if (x->ndry == x->capdry) {
+					x->capdry = x->capdry ? x->capdry * 2 : 64;
+					x->dry = xrealloc(x->dry, x->capdry * sizeof *x->dry);
+				}
+				x->dry[x->ndry++] = (struct exp_content){
+					st.st_dev, st.st_ino, st.st_nlink, (uint64_t)st.st_size };
+			}
+			continue;
+		}
+		bool freed;
+		uint64_t bytes;
+		struct qerr re;
+		qerr_clear(&re);
+		if (remove_files(x->fs, ufd, it->id, &freed, &bytes, &re) < 0) {
+			if (re.cls == QERR_NOTFOUND) {
+				x->r->entries--; /* removed meanwhile */
+				continue;
+			}
+			*e = re;
+			return -1;
+		}
+		if (freed) {
+			x->r->messages++;
+			x->r->bytes += bytes;
+		}
+	}
+	if (!o->dry_run)
+		sweep_dir(ufd, rel, x->now);
+	return 0;
+}
+
+static int by_inode(const void *a, const void *b)
+{
+	const struct exp_content *x = a, *y = b;
+	if (x->dev != y->dev)
+		return x->dev < y->dev ? -1 : 1;
+	if (x->ino != y->ino)
+		return x->ino < y->ino ? -1 : 1;
+	return 0;
+}
+
+/* Contents whose every link would go: what a dry run would free. */
+static void count_dry(struct exp_ctx *x)
+{
+	if (x->ndry > 1)
+		qsort(x->dry, x->ndry, sizeof *x->dry, by_inode);
+	for (size_t i = 0; i < x->ndry;) {
+		size_t j = i;
+		while (j < x->ndry && by_inode(&x->dry[i], &x->dry[j]) == 0)
+			j++;
+		if ((nlink_t)(j - i) >= x->dry[i].nlink) {
+			x->r->messages++;
+			x->r->bytes += x->dry[i].size;
+		}
+		i = j;
+	}
+}
+
+static int file_expire(void *state, const struct expire_opts *o, struct expire_result *r,
+		       struct qerr *e)
+{
+	struct exp_ctx x = { .fs = state, .o = o, .r = r, .now = clock_now() };
+	memset(r, 0, sizeof *r);
+	int rc = walk_users(x.fs, expire_dir, &x, e);
+	if (rc == 0 && o->dry_run)
+		count_dry(&x);
+	free(x.items);
+	free(x.dry);
+	return rc;
+}
+
+struct stats_ctx {
+	struct store_stats *s;
+	struct exp_content *c;
+	size_t n, cap;
+};
+
+static int stats_entry(struct qentry *q, int ufd, void *arg)
+{
+	struct stats_ctx *x = arg;
+	char name[ENTRY_ID_LEN + 8];
+	struct stat st;
+	x->s->entries++;
+	if ((unsigned)q->status < ENTRY_STATUS_COUNT)
+		x->s->by_status[q->status]++;
+	snprintf(name, sizeof name, "%s.eml", q->id);
+	if (fstatat(ufd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode)) {
+		if (x->n == x->cap) {
+			x->cap = x->cap ? x->cap * 2 : 64;
+			x->c = xrealloc(x->c, x->cap * sizeof *x->c);
+		}
+		x->c[x->n++] = (struct exp_content){ st.st_dev, st.st_ino, st.st_nlink,
+						     (uint64_t)st.st_size };
+	}
+	return 0;
+}
+
+static int stats_dir(int ufd, const char *rel, void *arg, struct qerr *e)
+{
+	return each_entry(ufd, rel, stats_entry, arg, e);
+}
+
+static int file_stats(void *state, struct store_stats *s, struct qerr *e)
+{
+	struct stats_ctx x = { .s = s };
+	memset(s, 0, sizeof *s);
+	int r = walk_users(state, stats_dir, &x, e);
+	if (r == 0) {
+		if (x.n > 1)
+			qsort(x.c, x.n, sizeof *x.c, by_inode);
+		for (size_t i = 0; i < x.n; i++) {
+			if (i > 0 && by_inode(&x.c[i - 1], &x.c[i]) == 0)
+				continue;
+			s->messages++;
+			s->bytes += x.c[i].size;
+		}
+	}
+	free(x.c);
+	return r;
+}
+
+const struct store_backend store_backend_file = {
+	.name = "file",
+	.open = file_open,
+	.close = file_close,
+	.put_begin = file_put_begin,
+	.put_write = file_put_write,
+	.put_commit = file_put_commit,
+	.put_abort = file_put_abort,
+	.get = file_get,
+	.read_content = file_read_content,
+	.list = file_list,
+	.remove = file_remove,
+	.set_status = file_set_status,
+	.expire = file_expire,
+	.stats = file_stats,
+};

@@ -1,0 +1,850 @@
+/*
+ * test_store_file.c - the file store through the store front end, in a
+ * private temporary directory: one inode per message whatever the number
+ * of recipients, byte-exact content, idempotent retries, listing,
+ * status, removal, expiry, statistics, hostile recipients, size limits,
+ * failures that must leave nothing half-stored, and cleanup at open.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "config.h"
+#include "record.h"
+#include "store.h"
+
+static const char MSG[] =
+	"From: \"Sender\" <sender@example.com>\r\n"
+	"To: a@example.org\r\n"
+	"Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\n"
+	"Message-ID: <m1@example.com>\r\n"
+	"\r\n"
+	"Body line 1\r\n"
+	"8-bit \xe4\xf6\xfc bytes and a NUL-free tail\r\n";
+
+static const char SYMBOLS[] =
+	"[{\"name\":\"CLAMAV_VIRUS\",\"score\":10.0},{\"name\":\"POLICY_SUBMISSION\",\"score\":0.0}]";
+
+struct fixture {
+	char base[64];  /* mkdtemp directory; holds only root */
+	char root[96];
+	struct config c;
+	struct store *s;
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = xcalloc(1, sizeof *f);
+	strcpy(f->base, "/tmp/rq-store-XXXXXX");
+	if (mkdtemp(f->base) == NULL)
+		return -1;
+	snprintf(f->root, sizeof f->root, "%s/root", f->base);
+	f->c.backend = (char *)"file";
+	f->c.file_root = f->root;
+	f->c.max_message_size = 1 << 20;
+	f->c.policy_prefix = (char *)"POLICY_";
+	f->c.default_owner = (char *)"postmaster";
+	struct qerr e;
+	if (store_open(&f->s, &f->c, &e) < 0) {
+		fprintf(stderr, "store_open: %s\n", e.msg);
+		return -1;
+	}
+	unsetenv("RSPAMD_QUARANTINE_NOW");
+	*state = f;
+	return 0;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	chmod(path, 0700);
+	return remove(path);
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+	store_close(f->s);
+	nftw(f->base, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	free(f);
+	unsetenv("RSPAMD_QUARANTINE_NOW");
+	return 0;
+}
+
+static void set_now(int64_t t)
+{
+	char buf[32];
+	snprintf(buf, sizeof buf, "%lld", (long long)t);
+	setenv("RSPAMD_QUARANTINE_NOW", buf, 1);
+}
+
+/* Everything one put needs to vary in these tests. */
+struct put_args {
+	const char *msg;
+	size_t len;
+	const char *const *rcpt;
+	size_t nrcpt;
+	const char *qid;
+	const char *from;
+	const char *symbols;
+};
+
+/* Streams a message in small pieces and commits it. */
+static int put(struct store *s, const struct put_args *a, char ***ids, size_t *nids,
+	       size_t *created, struct qerr *e)
+{
+	struct qmeta m;
+	memset(&m, 0, sizeof m);
+	m.scan_time = -1;
+	qmeta_set(&m.qid, a->qid);
+	qmeta_set(&m.env_from, a->from);
+	qmeta_set(&m.rspamd_server, "scan1");
+	qmeta_set(&m.symbols_json, a->symbols);
+	m.rcpt = xcalloc(a->nrcpt ? a->nrcpt : 1, sizeof *m.rcpt);
+	for (size_t i = 0; i < a->nrcpt; i++)
+		m.rcpt[i] = xstrdup(a->rcpt[i]);
+	m.nrcpt = a->nrcpt;
+	struct store_put *p;
+	if (store_put_begin(s, &p, e) < 0) {
+		qmeta_free(&m);
+		return -1;
+	}
+	for (size_t off = 0; off < a->len; off += 7) {
+		size_t n = a->len - off < 7 ? a->len - off : 7;
+		if (store_put_write(p, a->msg + off, n, e) < 0) {
+			store_put_abort(p);
+			qmeta_free(&m);
+			return -1;
+		}
+	}
+	int r = store_put_commit(p, &m, ids, nids, created, e);
+	qmeta_free(&m);
+	return r;
+}
+
+static void put_ok(struct store *s, const struct put_args *a, char ***ids, size_t *nids,
+		   size_t *created)
+{
+	struct qerr e;
+	qerr_clear(&e);
+	int r = put(s, a, ids, nids, created, &e);
+	if (r != 0)
+		fail_msg("put failed: %s", e.msg);
+}
+
+static int collect_cb(const void *p, size_t n, void *arg)
+{
+	buf_append(arg, p, n);
+	return 0;
+}
+
+struct listed {
+	char ids[32][ENTRY_ID_LEN + 1];
+	int64_t at[32];
+	size_t n;
+};
+
+static int list_cb(const struct qentry *q, void *arg)
+{
+	struct listed *l = arg;
+	if (l->n < 32) {
+		memcpy(l->ids[l->n], q->id, ENTRY_ID_LEN + 1);
+		l->at[l->n] = q->meta.received_at;
+	}
+	l->n++;
+	return 0;
+}
+
+static size_t list_n(struct store *s, const struct store_filter *f, struct listed *l)
+{
+	struct qerr e;
+	memset(l, 0, sizeof *l);
+	assert_int_equal(store_list(s, f, list_cb, l, &e), 0);
+	return l->n;
+}
+
+static struct store_filter all_filter(void)
+{
+	struct store_filter f;
+	memset(&f, 0, sizeof f);
+	f.status = -1;
+	return f;
+}
+
+static void user_file(struct fixture *f, const char *rel, const char *id, const char *ext,
+		      char *out, size_t len)
+{
+	snprintf(out, len, "%s/users/%s/%s.%s", f->root, rel, id, ext);
+}
+
+static const char *const THREE[] = { "a@example.org", "B@Example.org", "c@other.net" };
+
+static void test_put_three_one_inode(void **state)
+{
+	struct fixture *f = *state;
+	struct put_args a = { MSG, sizeof MSG - 1, THREE, 3, "Q1", "sender@example.com", SYMBOLS };
+	char **ids;
+	size_t nids, created;
+	put_ok(f->s, &a, &ids, &nids, &created);
+	assert_int_equal(nids, 3);
+	assert_int_equal(created, 3);
+	assert_string_not_equal(ids[0], ids[1]);
+	assert_true(store_id_valid(ids[0]));
+
+	char p1[512], p2[512], p3[512];
+	struct stat s1, s2, s3;
+	user_file(f, "example.org/a", ids[0], "eml", p1, sizeof p1);
+	user_file(f, "example.org/b", ids[1], "eml", p2, sizeof p2);
+	user_file(f, "other.net/c", ids[2], "eml", p3, sizeof p3);
+	assert_int_equal(stat(p1, &s1), 0);
+	assert_int_equal(stat(p2, &s2), 0);
+	assert_int_equal(stat(p3, &s3), 0);
+	assert_int_equal(s1.st_nlink, 3);
+	assert_int_equal(s1.st_ino, s2.st_ino);
+	assert_int_equal(s1.st_ino, s3.st_ino);
+	assert_int_equal(s1.st_size, sizeof MSG - 1);
+	assert_int_equal(s1.st_mode & 0777, 0600);
+
+	struct qerr e;
+	struct qentry q;
+	char hex[65];
+	sha256_hex(MSG, sizeof MSG - 1, hex);
+	for (size_t i = 0; i < 3; i++) {
+		struct buf b = { 0 };
+		assert_int_equal(store_read_content(f->s, ids[i], collect_cb, &b, &e), 0);
+		assert_int_equal(b.len, sizeof MSG - 1);
+		assert_memory_equal(b.data, MSG, sizeof MSG - 1);
+		buf_free(&b);
+		assert_int_equal(store_get(f->s, ids[i], &q, &e), 0);
+		assert_string_equal(q.id, ids[i]);
+		assert_string_equal(q.rcpt, THREE[i]);
+		assert_string_equal(q.meta.sha256, hex);
+		assert_int_equal(q.meta.size, sizeof MSG - 1);
+		assert_int_equal(q.status, ENTRY_QUARANTINED);
+		assert_string_equal(q.meta.qid, "Q1");
+		assert_string_equal(q.meta.policy, "POLICY_SUBMISSION");
+		assert_non_null(q.meta.hdr_subject);
+		assert_string_equal(q.meta.hdr_subject, "Grüße");
+		qentry_free(&q);
+	}
+
+	/* the same POST again: nothing new */
+	char **ids2;
+	size_t nids2, created2;
+	put_ok(f->s, &a, &ids2, &nids2, &created2);
+	assert_int_equal(created2, 0);
+	assert_int_equal(nids2, 3);
+	for (size_t i = 0; i < 3; i++)
+		assert_string_equal(ids[i], ids2[i]);
+	struct store_filter all = all_filter();
+	struct listed l;
+	assert_int_equal(list_n(f->s, &all, &l), 3);
+	assert_int_equal(stat(p1, &s1), 0);
+	assert_int_equal(s1.st_nlink, 3);
+	struct store_stats st;
+	assert_int_equal(store_stats(f->s, &st, &e), 0);
+	assert_int_equal(st.entries, 3);
+	assert_int_equal(st.messages, 1);
+	assert_int_equal(st.bytes, sizeof MSG - 1);
+	assert_int_equal(st.by_status[ENTRY_QUARANTINED], 3);
+
+	/* nothing is left in tmp/ */
+	char tmpdir[256];
+	snprintf(tmpdir, sizeof tmpdir, "%s/tmp", f->root);
+	DIR *d = opendir(tmpdir);
+	struct dirent *de;
+	int n = 0;
+	while ((de = readdir(d)) != NULL)
+		n += de->d_name[0] != '.';
+	closedir(d);
+	assert_int_equal(n, 0);
+	xfree_strv(ids, nids);
+	xfree_strv(ids2, nids2);
+}
+
+static void test_dup_rcpt_and_default_owner(void **state)
+{
+	struct fixture *f = *state;
+	const char *const dup[] = { "x@example.org", "X@EXAMPLE.ORG", "y@example.org" };
+	struct put_args a = { MSG, sizeof MSG - 1, dup, 3, "Q2", NULL, NULL };
+	char **ids;
+	size_t nids, created;
+	put_ok(f->s, &a, &ids, &nids, &created);
+	assert_int_equal(nids, 2);
+	assert_int_equal(created, 2);
+	struct qentry q;
+	struct qerr e;
+	assert_int_equal(store_get(f->s, ids[0], &q, &e), 0);
+	assert_string_equal(q.rcpt, "x@example.org");
+	qentry_free(&q);
+	xfree_strv(ids, nids);
+
+	struct put_args b = { MSG, sizeof MSG - 1, NULL, 0, NULL, NULL, NULL };
+	put_ok(f->s, &b, &ids, &nids, &created);
+	assert_int_equal(nids, 1);
+	assert_int_equal(store_get(f->s, ids[0], &q, &e), 0);
+	assert_string_equal(q.rcpt, "postmaster");
+	assert_null(q.meta.policy);
+	qentry_free(&q);
+	char path[512];
+	user_file(f, "_local/postmaster", ids[0], "json", path, sizeof path);
+	assert_int_equal(access(path, F_OK), 0);
+	xfree_strv(ids, nids);
+}
+
+static void test_list_filters(void **state)
+{
+	struct fixture *f = *state;
+	const char *const r1[] = { "a@example.org" };
+	const char *const r2[] = { "a@example.org", "b@example.org" };
+	char **ids;
+	size_t nids, created;
+	char m2[] = "Subject: two\n\nsecond\n";
+	char m3[] = "Subject: three\n\nthird message\n";
+	set_now(1000);
+	struct put_args a = { MSG, sizeof MSG - 1, r1, 1, "Q1", "One@Example.com", SYMBOLS };
+	put_ok(f->s, &a, &ids, &nids, &created);
+	char first[ENTRY_ID_LEN + 1];
+	strcpy(first, ids[0]);
+	xfree_strv(ids, nids);
+	set_now(2000);
+	struct put_args b = { m2, sizeof m2 - 1, r2, 2, "Q2", "two@example.com", NULL };
+	put_ok(f->s, &b, &ids, &nids, &created);
+	xfree_strv(ids, nids);
+	set_now(3000);
+	struct put_args c = { m3, sizeof m3 - 1, r1, 1, "Q3", "two@example.com", NULL };
+	put_ok(f->s, &c, &ids, &nids, &created);
+	char last[ENTRY_ID_LEN + 1];
+	strcpy(last, ids[0]);
+	xfree_strv(ids, nids);
+
+	struct listed l;
+	struct store_filter flt = all_filter();
+	assert_int_equal(list_n(f->s, &flt, &l), 4);
+	assert_int_equal(l.at[0], 3000);
+	assert_int_equal(l.at[1], 2000);
+	assert_int_equal(l.at[2], 2000);
+	assert_int_equal(l.at[3], 1000);
+	assert_string_equal(l.ids[0], last);
+	assert_string_equal(l.ids[3], first);
+	assert_true(strcmp(l.ids[1], l.ids[2]) < 0);
+
+	flt.limit = 2;
+	assert_int_equal(list_n(f->s, &flt, &l), 2);
+	assert_string_equal(l.ids[0], last);
+	flt = all_filter();
+	flt.rcpt = "A@example.org";
+	assert_int_equal(list_n(f->s, &flt, &l), 3);
+	flt.rcpt = "b@example.org";
+	assert_int_equal(list_n(f->s, &flt, &l), 1);
+	assert_int_equal(l.at[0], 2000);
+	flt.rcpt = "nobody@example.org";
+	assert_int_equal(list_n(f->s, &flt, &l), 0);
+	flt = all_filter();
+	flt.from = "one@example.COM";
+	assert_int_equal(list_n(f->s, &flt, &l), 1);
+	assert_string_equal(l.ids[0], first);
+	flt = all_filter();
+	flt.qid = "Q2";
+	assert_int_equal(list_n(f->s, &flt, &l), 2);
+	flt = all_filter();
+	flt.symbol = "CLAMAV_VIRUS";
+	assert_int_equal(list_n(f->s, &flt, &l), 1);
+	assert_string_equal(l.ids[0], first);
+	flt = all_filter();
+	flt.since = 2000;
+	assert_int_equal(list_n(f->s, &flt, &l), 3);
+	flt.until = 3000;
+	assert_int_equal(list_n(f->s, &flt, &l), 2);
+	flt = all_filter();
+	flt.status = ENTRY_RELEASED;
+	assert_int_equal(list_n(f->s, &flt, &l), 0);
+
+	/* status changes show in list and get */
+	struct qerr e;
+	set_now(5000);
+	assert_int_equal(store_set_status(f->s, first, ENTRY_RELEASED, &e), 0);
+	assert_int_equal(list_n(f->s, &flt, &l), 1);
+	assert_string_equal(l.ids[0], first);
+	struct qentry q;
+	assert_int_equal(store_get(f->s, first, &q, &e), 0);
+	assert_int_equal(q.status, ENTRY_RELEASED);
+	assert_int_equal(q.status_changed, 5000);
+	assert_int_equal(q.meta.received_at, 1000);
+	assert_string_equal(q.meta.qid, "Q1");
+	qentry_free(&q);
+	assert_int_equal(store_set_status(f->s, last, ENTRY_DELETED, &e), 0);
+	flt = all_filter();
+	assert_int_equal(list_n(f->s, &flt, &l), 3); /* deleted hidden by default */
+	flt.status = ENTRY_DELETED;
+	assert_int_equal(list_n(f->s, &flt, &l), 1);
+	struct store_stats st;
+	assert_int_equal(store_stats(f->s, &st, &e), 0);
+	assert_int_equal(st.entries, 4);
+	assert_int_equal(st.messages, 3);
+	assert_int_equal(st.bytes, (sizeof MSG - 1) + (sizeof m2 - 1) + (sizeof m3 - 1));
+	assert_int_equal(st.by_status[ENTRY_QUARANTINED], 2);
+	assert_int_equal(st.by_status[ENTRY_RELEASED], 1);
+	assert_int_equal(st.by_status[ENTRY_DELETED], 1);
+
+	/* bad and unknown ids */
+	assert_int_equal(store_set_status(f->s, "000000000000000000000000", ENTRY_RELEASED, &e), -1);
+	assert_int_equal(e.cls, QERR_NOTFOUND);
+	assert_int_equal(store_get(f->s, "../../etc/passwd", &q, &e), -1);
+	assert_int_equal(e.cls, QERR_NOTFOUND);
+	assert_non_null(strstr(e.msg, "no entry '../../etc/passwd'"));
+	assert_int_equal(store_remove(f->s, "ABCDEF0123456789ABCDEF01", &e), -1);
+	assert_int_equal(e.cls, QERR_NOTFOUND);
+	assert_int_equal(store_read_content(f->s, "0123456789abcdef0123456", collect_cb, NULL, &e),
+			 -1);
+	assert_int_equal(e.cls, QERR_NOTFOUND);
+}
+
+static void test_remove_keeps_shared(void **state)
+{
+	struct fixture *f = *state;
+	struct put_args a = { MSG, sizeof MSG - 1, THREE, 3, "Q1", "s@example.com", NULL };
+	char **ids;
+	size_t nids, created;
+	struct qerr e;
+	put_ok(f->s, &a, &ids, &nids, &created);
+	assert_int_equal(store_remove(f->s, ids[1], &e), 0);
+	struct qentry q;
+	assert_int_equal(store_get(f->s, ids[1], &q, &e), -1);
+	assert_int_equal(e.cls, QERR_NOTFOUND);
+	assert_int_equal(store_remove(f->s, ids[1], &e), -1);
+	assert_int_equal(e.cls, QERR_NOTFOUND);
+	char path[512];
+	snprintf(path, sizeof path, "%s/ids/%.2s/%s", f->root, ids[1], ids[1]);
+	struct stat st;
+	assert_int_equal(lstat(path, &st), -1);
+	user_file(f, "example.org/b", ids[1], "eml", path, sizeof path);
+	assert_int_equal(lstat(path, &st), -1);
+	for (size_t i = 0; i < 3; i += 2) {
+		struct buf b = { 0 };
+		assert_int_equal(store_read_content(f->s, ids[i], collect_cb, &b, &e), 0);
+		assert_int_equal(b.len, sizeof MSG - 1);
+		assert_memory_equal(b.data, MSG, b.len);
+		buf_free(&b);
+	}
+	user_file(f, "example.org/a", ids[0], "eml", path, sizeof path);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_nlink, 2);
+	struct store_stats ss;
+	assert_int_equal(store_stats(f->s, &ss, &e), 0);
+	assert_int_equal(ss.entries, 2);
+	assert_int_equal(ss.messages, 1);
+	assert_int_equal(store_remove(f->s, ids[0], &e), 0);
+	assert_int_equal(store_remove(f->s, ids[2], &e), 0);
+	assert_int_equal(store_stats(f->s, &ss, &e), 0);
+	assert_int_equal(ss.entries, 0);
+	assert_int_equal(ss.messages, 0);
+	assert_int_equal(ss.bytes, 0);
+	xfree_strv(ids, nids);
+}
+
+/* Five messages for a, at times 100..500, sizes 10..50; the first and
+ * last also for b. */
+static void fill_for_expire(struct fixture *f)
+{
+	static char bodies[5][64];
+	const char *const ra[] = { "a@example.org" };
+	const char *const rab[] = { "a@example.org", "b@example.org" };
+	for (int i = 0; i < 5; i++) {
+		size_t len = (size_t)(i + 1) * 10;
+		memset(bodies[i], 'a' + i, len);
+		memcpy(bodies[i], "X: y\n\n", 6);
+		char **ids;
+		size_t nids, created;
+		set_now(100 * (i + 1));
+		struct put_args a = { bodies[i], len, (i == 0 || i == 4) ? rab : ra,
+				      (i == 0 || i == 4) ? 2u : 1u, "Q", NULL, NULL };
+		put_ok(f->s, &a, &ids, &nids, &created);
+		xfree_strv(ids, nids);
+	}
+	set_now(1000);
+}
+
+static void test_expire(void **state)
+{
+	struct fixture *f = *state;
+	struct qerr e;
+	struct expire_result r;
+	struct store_stats st;
+	struct listed l;
+	struct store_filter flt = all_filter();
+	fill_for_expire(f);
+	assert_int_equal(list_n(f->s, &flt, &l), 7);
+
+	/* dry run: counts, removes nothing */
+	struct expire_opts o = { .cutoff = 250, .dry_run = true };
+	assert_int_equal(store_expire(f->s, &o, &r, &e), 0);
+	assert_int_equal(r.entries, 3);   /* a@100, b@100, a@200 */
+	assert_int_equal(r.messages, 2);  /* both links of msg 1 go, and msg 2 */
+	assert_int_equal(r.bytes, 10 + 20);
+	assert_int_equal(list_n(f->s, &flt, &l), 7);
+
+	o.dry_run = false;
+	assert_int_equal(store_expire(f->s, &o, &r, &e), 0);
+	assert_int_equal(r.entries, 3);
+	assert_int_equal(r.messages, 2);
+	assert_int_equal(r.bytes, 30);
+	assert_int_equal(list_n(f->s, &flt, &l), 4);
+	for (size_t i = 0; i < l.n; i++)
+		assert_true(l.at[i] >= 300);
+	assert_int_equal(store_stats(f->s, &st, &e), 0);
+	assert_int_equal(st.messages, 3);
+	assert_int_equal(st.bytes, 30 + 40 + 50);
+
+	/* a keeps its 2 newest (500, 400), b keeps its only one */
+	struct expire_opts m = { .max_per_rcpt = 2 };
+	assert_int_equal(store_expire(f->s, &m, &r, &e), 0);
+	assert_int_equal(r.entries, 1);
+	assert_int_equal(r.messages, 1);
+	assert_int_equal(r.bytes, 30);
+	flt.rcpt = "a@example.org";
+	assert_int_equal(list_n(f->s, &flt, &l), 2);
+	assert_int_equal(l.at[0], 500);
+	assert_int_equal(l.at[1], 400);
+
+	/* bytes: a may keep 60 -> only the 50-byte newest stays; the
+	 * content stays for b, so nothing is freed but the 40-byte one */
+	struct expire_opts b = { .max_bytes_per_rcpt = 60, .dry_run = true };
+	assert_int_equal(store_expire(f->s, &b, &r, &e), 0);
+	assert_int_equal(r.entries, 1);
+	assert_int_equal(r.bytes, 40);
+	assert_int_equal(list_n(f->s, &flt, &l), 2);
+	b.dry_run = false;
+	assert_int_equal(store_expire(f->s, &b, &r, &e), 0);
+	assert_int_equal(r.entries, 1);
+	assert_int_equal(r.messages, 1);
+	assert_int_equal(r.bytes, 40);
+	assert_int_equal(list_n(f->s, &flt, &l), 1);
+	assert_int_equal(l.at[0], 500);
+	b.max_bytes_per_rcpt = 49;
+	assert_int_equal(store_expire(f->s, &b, &r, &e), 0);
+	assert_int_equal(r.entries, 2);   /* a's and b's 50-byte entries */
+	assert_int_equal(r.messages, 1);  /* one shared content */
+	assert_int_equal(r.bytes, 50);
+	assert_int_equal(store_stats(f->s, &st, &e), 0);
+	assert_int_equal(st.entries, 0);
+}
+
+/* nftw callback state: everything found must lie below root. */
+static const char *walk_root;
+static int walk_count;
+
+static int check_inside(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)ftw;
+	(void)st;
+	walk_count++;
+	char real[PATH_MAX];
+	assert_non_null(realpath(path, real));
+	assert_memory_equal(real, walk_root, strlen(walk_root));
+	if (flag == FTW_SL) {
+		/* ids links resolve inside users/ */
+		char users[PATH_MAX];
+		snprintf(users, sizeof users, "%s/users/", walk_root);
+		assert_memory_equal(real, users, strlen(users));
+	}
+	return 0;
+}
+
+static void test_hostile_recipients(void **state)
+{
+	struct fixture *f = *state;
+	const char *const bad[] = { "\"../../x\"@d", "../../etc/passwd", "a/../../b@../..",
+				    ".@.", "x@/etc", "%2e%2e@%2f" };
+	struct put_args a = { MSG, sizeof MSG - 1, bad, 6, "QH", NULL, NULL };
+	char **ids;
+	size_t nids, created;
+	put_ok(f->s, &a, &ids, &nids, &created);
+	assert_int_equal(created, 6);
+	struct qerr e;
+	for (size_t i = 0; i < nids; i++) {
+		struct qentry q;
+		assert_int_equal(store_get(f->s, ids[i], &q, &e), 0);
+		assert_string_equal(q.rcpt, bad[i]);
+		qentry_free(&q);
+		struct store_filter flt = all_filter();
+		flt.rcpt = bad[i];
+		struct listed l;
+		assert_int_equal(list_n(f->s, &flt, &l), 1);
+		assert_string_equal(l.ids[0], ids[i]);
+	}
+	char real[PATH_MAX];
+	assert_non_null(realpath(f->root, real));
+	walk_root = real;
+	walk_count = 0;
+	assert_int_equal(nftw(f->root, check_inside, 16, FTW_PHYS), 0);
+	assert_true(walk_count > 6 * 3);
+	/* the parent of root holds root and nothing else */
+	DIR *d = opendir(f->base);
+	struct dirent *de;
+	int n = 0;
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		assert_string_equal(de->d_name, "root");
+		n++;
+	}
+	closedir(d);
+	assert_int_equal(n, 1);
+	/* users/ holds exactly two levels of directories */
+	char path[512];
+	snprintf(path, sizeof path, "%s/users", f->root);
+	d = opendir(path);
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		assert_null(strchr(de->d_name, '/'));
+		assert_string_not_equal(de->d_name, "..");
+	}
+	closedir(d);
+	xfree_strv(ids, nids);
+}
+
+static void test_size_limits(void **state)
+{
+	struct fixture *f = *state;
+	struct qerr e;
+	char **ids;
+	size_t nids, created;
+	f->c.max_message_size = 100;
+	char big[101];
+	memset(big, 'x', sizeof big);
+	const char *const r[] = { "a@example.org" };
+	struct put_args a = { big, 101, r, 1, "Q", NULL, NULL };
+	assert_int_equal(put(f->s, &a, &ids, &nids, &created, &e), -1);
+	assert_int_equal(e.cls, QERR_INPUT);
+	assert_int_equal(e.http, 413);
+	assert_string_equal(e.msg, "message exceeds max_message_size (100 bytes)");
+	a.len = 100; /* exactly the limit is fine */
+	put_ok(f->s, &a, &ids, &nids, &created);
+	assert_int_equal(created, 1);
+	xfree_strv(ids, nids);
+	struct put_args empty = { "", 0, r, 1, "Q", NULL, NULL };
+	assert_int_equal(put(f->s, &empty, &ids, &nids, &created, &e), -1);
+	assert_int_equal(e.cls, QERR_INPUT);
+	assert_int_equal(e.http, 400);
+	assert_string_equal(e.msg, "no message in the body");
+	struct store_stats st;
+	assert_int_equal(store_stats(f->s, &st, &e), 0);
+	assert_int_equal(st.entries, 1);
+}
+
+/* Counts what find(1) selects below dir with the given predicate. */
+static int count_find(const char *dir, const char *pred)
+{
+	char cmd[700];
+	snprintf(cmd, sizeof cmd, "find '%s' -mindepth 1 %s | wc -l", dir, pred);
+	FILE *p = popen(cmd, "r");
+	int n = -1;
+	assert_non_null(p);
+	assert_int_equal(fscanf(p, "%d", &n), 1);
+	pclose(p);
+	return n;
+}
+
+static void test_failure_leaves_nothing(void **state)
+{
+	struct fixture *f = *state;
+	char path[512];
+	/* b's directory is a regular file: the second recipient fails */
+	snprintf(path, sizeof path, "%s/users/example.org", f->root);
+	assert_int_equal(mkdir(path, 0700), 0);
+	snprintf(path, sizeof path, "%s/users/example.org/b", f->root);
+	int fd = open(path, O_CREAT | O_WRONLY, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	const char *const r[] = { "a@example.org", "b@example.org", "c@example.org" };
+	struct put_args a = { MSG, sizeof MSG - 1, r, 3, "QF", NULL, NULL };
+	char **ids = NULL;
+	size_t nids = 9, created = 9;
+	struct qerr e;
+	assert_int_equal(put(f->s, &a, &ids, &nids, &created, &e), -1);
+	assert_int_equal(e.cls, QERR_TEMP);
+	assert_int_equal(e.http, 503);
+	assert_null(ids);
+	assert_int_equal(nids, 0);
+	struct store_filter flt = all_filter();
+	struct listed l;
+	assert_int_equal(list_n(f->s, &flt, &l), 0);
+	snprintf(path, sizeof path, "%s/users", f->root);
+	assert_int_equal(count_find(path, "-type f"), 1); /* the obstacle only */
+	snprintf(path, sizeof path, "%s/ids", f->root);
+	assert_int_equal(count_find(path, "! -type d"), 0);
+	snprintf(path, sizeof path, "%s/tmp", f->root);
+	assert_int_equal(count_find(path, ""), 0);
+
+	/* once the obstacle is gone, the retry stores everything */
+	snprintf(path, sizeof path, "%s/users/example.org/b", f->root);
+	assert_int_equal(unlink(path), 0);
+	put_ok(f->s, &a, &ids, &nids, &created);
+	assert_int_equal(created, 3);
+	xfree_strv(ids, nids);
+
+	/* a root that cannot be created is a clear error */
+	struct config bad = f->c;
+	snprintf(path, sizeof path, "%s/users/example.org/a/x", f->root);
+	fd = open(path, O_CREAT | O_WRONLY, 0600);
+	close(fd);
+	snprintf(path, sizeof path, "%s/users/example.org/a/x/root", f->root);
+	bad.file_root = path;
+	struct store *s2;
+	assert_int_equal(store_open(&s2, &bad, &e), -1);
+	assert_int_equal(e.cls, QERR_PERM);
+	assert_non_null(strstr(e.msg, "cannot create"));
+}
+
+static void test_open_cleans_tmp(void **state)
+{
+	struct fixture *f = *state;
+	pid_t child = fork();
+	if (child == 0)
+		_exit(0);
+	assert_true(child > 0);
+	waitpid(child, NULL, 0);
+	char dead[512], alive[512], other[512];
+	snprintf(dead, sizeof dead, "%s/tmp/%ld.1.00ff00ff00ff00ff", f->root, (long)child);
+	snprintf(alive, sizeof alive, "%s/tmp/%ld.7.00ff00ff00ff00ff", f->root, (long)getpid());
+	snprintf(other, sizeof other, "%s/tmp/not-ours", f->root);
+	const char *files[] = { dead, alive, other };
+	for (size_t i = 0; i < 3; i++) {
+		int fd = open(files[i], O_CREAT | O_WRONLY, 0600);
+		assert_true(fd >= 0);
+		close(fd);
+	}
+	struct store *s2;
+	struct qerr e;
+	assert_int_equal(store_open(&s2, &f->c, &e), 0);
+	assert_int_equal(access(dead, F_OK), -1);
+	assert_int_equal(access(alive, F_OK), 0);
+	assert_int_equal(access(other, F_OK), 0);
+	assert_string_equal(store_backend_name(s2), "file");
+	store_close(s2);
+}
+
+static void test_orphans_swept_by_expire(void **state)
+{
+	struct fixture *f = *state;
+	char path[512];
+	/* an .eml whose commit never finished, and a dead writer's temp */
+	snprintf(path, sizeof path, "%s/users/example.org", f->root);
+	mkdir(path, 0700);
+	snprintf(path, sizeof path, "%s/users/example.org/a", f->root);
+	mkdir(path, 0700);
+	char orphan[600], tmp[600];
+	snprintf(orphan, sizeof orphan, "%s/0123456789abcdef01234567.eml", path);
+	pid_t child = fork();
+	if (child == 0)
+		_exit(0);
+	waitpid(child, NULL, 0);
+	snprintf(tmp, sizeof tmp, "%s/.tmp.%ld.3", path, (long)child);
+	for (int i = 0; i < 2; i++) {
+		int fd = open(i ? tmp : orphan, O_CREAT | O_WRONLY, 0600);
+		assert_true(fd >= 0);
+		close(fd);
+	}
+	struct expire_opts o = { .cutoff = 1 };
+	struct expire_result r;
+	struct qerr e;
+	/* too young: the orphan stays; the dead writer's temp goes */
+	assert_int_equal(store_expire(f->s, &o, &r, &e), 0);
+	assert_int_equal(access(orphan, F_OK), 0);
+	assert_int_equal(access(tmp, F_OK), -1);
+	set_now(clock_now() + 7200);
+	assert_int_equal(store_expire(f->s, &o, &r, &e), 0);
+	assert_int_equal(access(orphan, F_OK), -1);
+	assert_int_equal(r.entries, 0);
+}
+
+static void test_unknown_backend(void **state)
+{
+	struct fixture *f = *state;
+	struct config c = f->c;
+	c.backend = (char *)"mysql";
+	struct store *s;
+	struct qerr e;
+	assert_int_equal(store_open(&s, &c, &e), -1);
+	assert_int_equal(e.cls, QERR_PERM);
+	assert_string_equal(e.msg, "unknown backend 'mysql' (file, pgsql, null)");
+	c.backend = (char *)"file";
+	c.file_root = (char *)"";
+	assert_int_equal(store_open(&s, &c, &e), -1);
+	assert_int_equal(e.cls, QERR_PERM);
+}
+
+static void test_entry_id(void **state)
+{
+	(void)state;
+	struct qmeta m;
+	memset(&m, 0, sizeof m);
+	memset(m.sha256, 'a', 64);
+	m.qid = (char *)"Q";
+	m.rspamd_server = (char *)"s";
+	char id[ENTRY_ID_LEN + 1], id2[ENTRY_ID_LEN + 1];
+	store_entry_id(&m, "r@x", id);
+	/* the documented derivation */
+	char in[128], hex[65];
+	size_t n = 0;
+	memcpy(in + n, m.sha256, 65);
+	n += 65;
+	memcpy(in + n, "Q", 2);
+	n += 2;
+	memcpy(in + n, "s", 2);
+	n += 2;
+	memcpy(in + n, "r@x", 3);
+	n += 3;
+	sha256_hex(in, n, hex);
+	assert_memory_equal(id, hex, ENTRY_ID_LEN);
+	assert_int_equal(strlen(id), ENTRY_ID_LEN);
+	assert_true(store_id_valid(id));
+	store_entry_id(&m, "r@y", id2);
+	assert_string_not_equal(id, id2);
+	m.qid = NULL;
+	store_entry_id(&m, "r@x", id2);
+	assert_string_not_equal(id, id2);
+	assert_false(store_id_valid("0123456789abcdef0123456"));
+	assert_false(store_id_valid("0123456789abcdef012345678"));
+	assert_false(store_id_valid("0123456789ABCDEF01234567"));
+	assert_false(store_id_valid("0123456789abcdef0123456g"));
+	assert_false(store_id_valid(NULL));
+	assert_true(store_id_valid("0123456789abcdef01234567"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_put_three_one_inode, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dup_rcpt_and_default_owner, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_list_filters, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_remove_keeps_shared, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_expire, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hostile_recipients, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_size_limits, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_failure_leaves_nothing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_open_cleans_tmp, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_orphans_swept_by_expire, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unknown_backend, setup, teardown),
+		cmocka_unit_test(test_entry_id),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
