@@ -42,9 +42,14 @@ API (kept stable: other test files build on it)
         shipped block but for its path.  .port, .pid, .start(), .stop(),
         .log(), .url(path)
 
-    Stack(tmp, backend=None, extra_conf=None, workers=2, paths=FIXTURE_PATHS)
+    Stack(tmp, backend=None, extra_conf=None, workers=2, paths=FIXTURE_PATHS,
+          pg=None)
         PostgreSQL (when pgsql) + Daemon + Nginx, started in that order,
-        stopped in reverse.  .daemon, .nginx, .port, .pg (or None)
+        stopped in reverse.  For pgsql each Stack gets a fresh database
+        (schema applied) in pg, by default the process's shared cluster.
+        .daemon, .nginx, .port, .pg (or None), .backend
+    shared_pg() -> the process's PgCluster (started on first use, stopped
+        at exit); pg_fresh_db(pg) -> conninfo of a new database in it
 
     http_raw(port, data, timeout=30) -> (status, headers, body)
         sends data exactly as given, reads the answer until the server
@@ -55,6 +60,11 @@ API (kept stable: other test files build on it)
     fcgi_post(socket, env, body, content_length=None) -> (status, headers, body)
         through `cgi-fcgi -bind -connect` (Debian libfcgi-bin): env are
         the FastCGI parameters (nothing else is passed), body the stdin.
+    FcgiConn(socket)                    a FastCGI client record by record
+        (.begin(params), .stdin(data), .stdin_end(), .response(), .close())
+        for partial bodies and crafted records
+    meta_env(raw) -> (params, body)     FastCGI parameters as nginx would
+        make them from a raw HTTP request
     cli(conf, *args, input=None) -> (rc, stdout bytes, stderr str)
     hash_password(pw) -> a crypt(3) hash usable as auth_password_hash
 
@@ -66,12 +76,16 @@ API (kept stable: other test files build on it)
     build_request(method, path, headers, body) -> bytes
     with_path(raw, path) -> raw with the request line's path replaced
 
+    ServerTestCase                      unittest.TestCase with self.tmp,
+        self.stack(**Stack kw), self.daemon(**Daemon kw), server logs
+        printed when the test fails, assertStatus(resp, code)
+
     main() -> runs the calling module's unittest tests and prints
         "integration <file>[ (<backend>)]: N passed, N failed, N skipped"
         as its last line; exits 1 if any failed or none ran.
 """
 
-import base64
+import atexit
 import contextlib
 import grp
 import io
@@ -347,6 +361,84 @@ def fcgi_post(sock, env, body, timeout=30):
         raise RuntimeError("cgi-fcgi answered nothing (rc %d): %s"
                            % (p.returncode, p.stderr.decode("utf-8", "replace")))
     return _parse_cgi(p.stdout)
+
+
+class FcgiConn:
+    """A FastCGI client on a Unix socket, record by record, for what
+    cgi-fcgi cannot do: stop in the middle of a body, lie about lengths,
+    send crafted records.
+
+        c = FcgiConn(sock)
+        c.begin(params)          # BEGIN_REQUEST + PARAMS (+ empty PARAMS)
+        c.stdin(data)            # STDIN records (any size)
+        c.stdin_end()            # the empty STDIN record
+        status, headers, body = c.response()
+        c.close()
+    """
+
+    def __init__(self, sock, timeout=30):
+        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.s.settimeout(timeout)
+        self.s.connect(sock)
+
+    def record(self, rtype, content, rid=1):
+        import struct
+        for i in range(0, max(len(content), 1), 65535):
+            chunk = content[i:i + 65535]
+            pad = (8 - len(chunk) % 8) % 8
+            self.s.sendall(struct.pack(">BBHHBB", 1, rtype, rid, len(chunk), pad, 0)
+                           + chunk + b"\0" * pad)
+            if not content:
+                break
+
+    @staticmethod
+    def _nv(k, v):
+        import struct
+        out = b""
+        for x in (k, v):
+            out += bytes([len(x)]) if len(x) < 128 else struct.pack(">I", len(x) | 0x80000000)
+        return out + k + v
+
+    def begin(self, params):
+        import struct
+        self.record(1, struct.pack(">HB5x", 1, 0))
+        data = b"".join(self._nv(k.encode(), str(v).encode()) for k, v in params.items())
+        if data:
+            self.record(4, data)
+        self.record(4, b"")
+
+    def stdin(self, data):
+        if data:
+            self.record(5, data)
+
+    def stdin_end(self):
+        self.record(5, b"")
+
+    def response(self):
+        """(status, headers, body) from STDOUT up to END_REQUEST."""
+        import struct
+        buf, out = b"", b""
+        while True:
+            c = self.s.recv(65536)
+            if not c:
+                break
+            buf += c
+            while len(buf) >= 8:
+                _, rtype, _, clen, pad, _ = struct.unpack(">BBHHBB", buf[:8])
+                if len(buf) < 8 + clen + pad:
+                    break
+                content = buf[8:8 + clen]
+                buf = buf[8 + clen + pad:]
+                if rtype == 6:
+                    out += content
+                elif rtype == 3:
+                    return _parse_cgi(out)
+        if not out:
+            raise ConnectionError("FastCGI connection closed without an answer")
+        return _parse_cgi(out)
+
+    def close(self):
+        self.s.close()
 
 
 def meta_env(raw):
@@ -707,6 +799,43 @@ def pg_start(tmp):
     return pg
 
 
+_shared_pg = None
+_db_counter = 0
+
+
+def shared_pg():
+    """One private PostgreSQL for the whole test process, started on first
+    use and stopped at exit (a cluster per test would cost seconds each)."""
+    global _shared_pg
+    if _shared_pg is None:
+        d = tempfile.mkdtemp(prefix="rq-pg-")
+        os.chmod(d, 0o755)
+        pg = _pgcluster_class()(os.path.join(d, "pg"))
+        try:
+            pg.start()
+        except BaseException:
+            shutil.rmtree(d, ignore_errors=True)
+            raise
+        _shared_pg = (pg, d)
+
+        def stop():
+            pg.stop()
+            if not os.environ.get("RQ_KEEP"):
+                shutil.rmtree(d, ignore_errors=True)
+        atexit.register(stop)
+    return _shared_pg[0]
+
+
+def pg_fresh_db(pg):
+    """A new database with the schema applied in cluster pg; its conninfo."""
+    global _db_counter
+    _db_counter += 1
+    name = "rq_%d_%d" % (os.getpid(), _db_counter)
+    pg.psql("CREATE DATABASE %s;" % name, dbname="postgres")
+    pg.apply_file(os.path.join(ROOT, "sql", "schema.sql"), dbname=name)
+    return pg.conninfo(dbname=name)
+
+
 # ---------------------------------------------------------------- stack
 
 class Stack:
@@ -729,9 +858,8 @@ class Stack:
             conninfo = None
             if self.backend == "pgsql":
                 if self.pg is None:
-                    self.pg = pg_start(self.tmp)
-                    self._own_pg = True
-                conninfo = self.pg.conninfo()
+                    self.pg = shared_pg()
+                conninfo = pg_fresh_db(self.pg)
             self.daemon = Daemon(self.tmp, self.backend, conninfo, self.extra_conf,
                                  self.workers).start()
             self.nginx = Nginx(self.tmp, self.daemon.socket, self.paths).start()
@@ -773,6 +901,71 @@ class Stack:
     def __exit__(self, et, ev, tb):
         self._stop_all(failed=et is not None)
         return False
+
+
+# ---------------------------------------------------------------- test case
+
+class ServerTestCase(unittest.TestCase):
+    """A TestCase with a temp dir per test (self.tmp) and servers that are
+    stopped after the test whatever happens; when the test fails, the logs
+    of every server it started are printed with the report, and only then
+    is the temp dir removed.
+
+        s = self.stack(extra_conf={...})   # Stack, started
+        d = self.daemon(workers=3)         # Daemon alone, started
+        self.add_log("name", callable)     # more logs to show on failure
+    """
+
+    tmp_prefix = "rq-test-"
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix=self.tmp_prefix)
+        os.chmod(self.tmp, 0o755)
+        self._logs = []
+
+    def add_log(self, name, fn):
+        self._logs.append((name, fn))
+
+    def stack(self, **kw):
+        s = Stack(self.tmp, **kw)
+        try:
+            s.start()
+        finally:
+            if s.daemon:
+                self.add_log("daemon log", s.daemon.log)
+            if s.nginx:
+                self.add_log("nginx log", s.nginx.log)
+        self.addCleanup(s.stop)
+        return s
+
+    def daemon(self, **kw):
+        d = Daemon(self.tmp, **kw)
+        self.add_log("daemon log", d.log)
+        d.start()
+
+        def cleanup():
+            if d.proc:
+                d.stop()
+        self.addCleanup(cleanup)
+        return d
+
+    def run(self, result=None):
+        before = len(result.failures) + len(result.errors) if result else 0
+        self.tmp = None
+        try:
+            return super().run(result)
+        finally:
+            if result is not None and len(result.failures) + len(result.errors) > before:
+                for name, fn in getattr(self, "_logs", []):
+                    sys.stderr.write("---- %s (%s) ----\n%s\n" % (name, self.id(), fn()))
+            if self.tmp and not os.environ.get("RQ_KEEP"):
+                shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def assertStatus(self, resp, want, what=""):
+        """resp is (status, headers, body): status exactly want."""
+        status, _, body = resp
+        self.assertEqual(status, want, "%s: expected exactly %d, got %d: %r"
+                         % (what, want, status, body[:500]))
 
 
 # ---------------------------------------------------------------- main
