@@ -22,14 +22,15 @@
  * produce.  Directories are created mode 0700, files 0600.
  *
  * Writing follows the maildir discipline.  The message streams into a
- * file in tmp/; commit fsyncs it, and for each recipient links it in as
- * <id>.eml, creates the ids symlink (temporary name, rename, fsync of its
- * directory), fsyncs the user directory, writes the metadata to a
- * temporary file, fsyncs it, links it in as <id>.json (link, not rename:
+ * file in tmp/.  Commit fsyncs it and works in two phases.  First, for
+ * each recipient: link the file in as <id>.eml, create the ids symlink
+ * (temporary name, rename, fsync of its directory), write the metadata
+ * to a temporary file, fsync it, fsync the user directory.  Then, for
+ * each recipient: link the metadata in as <id>.json (link, not rename:
  * an entry committed meanwhile by another worker is never overwritten)
- * and fsyncs the user directory again.  If any step fails, everything
- * this commit created is removed again and the put fails as a whole;
- * an entry that already existed (a retried POST) is left untouched.
+ * and fsync the user directory.  If any step fails, everything this
+ * commit created is removed again and the put fails as a whole; an entry
+ * that already existed (a retried POST) is left untouched.
  *
  * Leftovers of a crash are harmless: an .eml without .json is not an
  * entry, a dangling ids symlink finds no .json.  Opening the store removes
@@ -293,40 +294,43 @@ static int load_entry(int dirfd, const char *id, struct qentry *out, struct qerr
 	return 0;
 }
 
-/*
- * Writes text to dirfd/name durably: a temporary file, fsync, then rename
- * (replace) or link (create only).  The caller fsyncs dirfd.  Returns 0,
- * 1 if name exists and replace is false, or -1.
- */
-static int write_atomic(struct fstore *fs, int dirfd, const char *name, const char *text,
-			bool replace, struct qerr *e)
+/* Writes text to a new temporary file in dirfd and fsyncs it; its name
+ * goes to tmp (64 bytes). */
+static int write_tmp(struct fstore *fs, int dirfd, const char *text, char *tmp,
+		     struct qerr *e)
 {
-	char tmp[64];
-	tmp_name(fs, tmp, sizeof tmp);
+	tmp_name(fs, tmp, 64);
 	int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return io_err(e, "cannot create", tmp);
 	if (write_full(fd, text, strlen(text)) < 0 || fsync(fd) < 0) {
-		io_err(e, "cannot write", name);
+		io_err(e, "cannot write", tmp);
 		close(fd);
 		unlinkat(dirfd, tmp, 0);
 		return -1;
 	}
 	if (close(fd) < 0) {
-		io_err(e, "cannot write", name);
+		io_err(e, "cannot write", tmp);
 		unlinkat(dirfd, tmp, 0);
 		return -1;
 	}
-	int r = 0;
-	if (replace) {
-		if (renameat(dirfd, tmp, dirfd, name) < 0)
-			r = io_err(e, "cannot rename to", name);
-	} else if (linkat(dirfd, tmp, dirfd, name, 0) < 0) {
-		r = errno == EEXIST ? 1 : io_err(e, "cannot link", name);
-	}
-	if (r != 0 || !replace)
+	return 0;
+}
+
+/* Replaces dirfd/name with text durably: temporary file, fsync, rename.
+ * The caller fsyncs dirfd. */
+static int replace_file(struct fstore *fs, int dirfd, const char *name, const char *text,
+			struct qerr *e)
+{
+	char tmp[64];
+	if (write_tmp(fs, dirfd, text, tmp, e) < 0)
+		return -1;
+	if (renameat(dirfd, tmp, dirfd, name) < 0) {
+		io_err(e, "cannot rename to", name);
 		unlinkat(dirfd, tmp, 0);
-	return r;
+		return -1;
+	}
+	return 0;
 }
 
 /* Removes uploads left in tmp/ by processes that are gone. */
@@ -462,7 +466,9 @@ static void file_put_abort(void *put)
 struct made {
 	char rel[REL_MAX];
 	const char *id;
-	bool eml, link, json;
+	char jtmp[64];  /* the metadata under its temporary name */
+	bool skip;      /* the entry existed before */
+	bool eml, link, tmp, json;
 };
 
 /* Removes what a failed commit created, newest first; best effort. */
@@ -472,7 +478,7 @@ static void rollback(struct fstore *fs, struct made *mk, size_t n)
 		struct made *w = &mk[n];
 		char name[ENTRY_ID_LEN + 8];
 		int ufd;
-		if ((w->json || w->eml) && open_rel(fs, w->rel, false, &ufd, NULL) == 0) {
+		if ((w->json || w->eml || w->tmp) && open_rel(fs, w->rel, false, &ufd, NULL) == 0) {
 			if (w->json) {
 				snprintf(name, sizeof name, "%s.json", w->id);
 				unlinkat(ufd, name, 0);
@@ -481,6 +487,8 @@ static void rollback(struct fstore *fs, struct made *mk, size_t n)
 				snprintf(name, sizeof name, "%s.eml", w->id);
 				unlinkat(ufd, name, 0);
 			}
+			if (w->tmp)
+				unlinkat(ufd, w->jtmp, 0);
 			if (fsync(ufd) < 0)
 				log_msg(LOG_WARNING, "file store: rollback: sync of users/%s: %s",
 					w->rel, strerror(errno));
@@ -536,9 +544,11 @@ static int link_id(struct fstore *fs, const char *id, const char *rel, struct qe
 	return r;
 }
 
-/* Stores one recipient's entry; fills w with what it made. */
-static int commit_one(struct fput *p, const struct qmeta *m, const char *rcpt,
-		      const char *id, struct made *w, size_t *created, struct qerr *e)
+/* First phase for one recipient: everything but the commit marker.  The
+ * content and the id link are in place, the metadata is durable under a
+ * temporary name; fills w with what it made. */
+static int prepare_one(struct fput *p, const struct qmeta *m, const char *rcpt,
+		       const char *id, struct made *w, struct qerr *e)
 {
 	struct fstore *fs = p->fs;
 	char name[ENTRY_ID_LEN + 8];
@@ -551,13 +561,13 @@ static int commit_one(struct fput *p, const struct qmeta *m, const char *rcpt,
 	struct stat st;
 	snprintf(name, sizeof name, "%s.json", id);
 	if (fstatat(ufd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-		close(ufd); /* stored before: a retry */
+		w->skip = true; /* stored before: a retry */
+		close(ufd);
 		return 0;
 	}
 	if (errno != ENOENT) {
 		io_err(e, "cannot look at", name);
-		close(ufd);
-		return -1;
+		goto fail;
 	}
 	if (link_content(p, ufd, id, e) < 0)
 		goto fail;
@@ -565,10 +575,6 @@ static int commit_one(struct fput *p, const struct qmeta *m, const char *rcpt,
 	if (link_id(fs, id, w->rel, e) < 0)
 		goto fail;
 	w->link = true;
-	if (fsync(ufd) < 0) {
-		io_err(e, "cannot sync directory users/", w->rel);
-		goto fail;
-	}
 
 	struct qentry qe;
 	memset(&qe, 0, sizeof qe);
@@ -578,27 +584,49 @@ static int commit_one(struct fput *p, const struct qmeta *m, const char *rcpt,
 	qe.status_changed = m->received_at;
 	qe.meta = *m;
 	char *json = qentry_to_json(&qe, true);
-	int r = write_atomic(fs, ufd, name, json, false, e);
+	int r = write_tmp(fs, ufd, json, w->jtmp, e);
 	free(json);
 	if (r < 0)
 		goto fail;
-	if (r == 1) {
-		/* Committed meanwhile by a concurrent retry: it is theirs. */
-		w->eml = w->link = false;
-		close(ufd);
-		return 0;
-	}
-	w->json = true;
+	w->tmp = true;
 	if (fsync(ufd) < 0) {
 		io_err(e, "cannot sync directory users/", w->rel);
 		goto fail;
 	}
 	close(ufd);
-	(*created)++;
 	return 0;
 fail:
 	close(ufd);
 	return -1;
+}
+
+/* Second phase: the metadata takes its name (link, never overwriting),
+ * and the entry exists. */
+static int publish_one(struct fstore *fs, struct made *w, size_t *created, struct qerr *e)
+{
+	char name[ENTRY_ID_LEN + 8];
+	int ufd;
+	if (open_rel(fs, w->rel, false, &ufd, e) != 0)
+		return qerr_temp(e, "file store: users/%.200s vanished during commit", w->rel);
+	snprintf(name, sizeof name, "%s.json", w->id);
+	int r = 0;
+	if (linkat(ufd, w->jtmp, ufd, name, 0) == 0) {
+		w->json = true;
+		(*created)++;
+	} else if (errno == EEXIST) {
+		/* Committed meanwhile by a concurrent retry: it is theirs. */
+		w->eml = w->link = false;
+	} else {
+		r = io_err(e, "cannot link", name);
+	}
+	if (r == 0) {
+		unlinkat(ufd, w->jtmp, 0);
+		w->tmp = false;
+		if (fsync(ufd) < 0)
+			r = io_err(e, "cannot sync directory users/", w->rel);
+	}
+	close(ufd);
+	return r;
 }
 
 static int file_put_commit(void *put, const struct qmeta *m, char *const *ids,
@@ -616,14 +644,13 @@ static int file_put_commit(void *put, const struct qmeta *m, char *const *ids,
 	struct made *mk = xcalloc(m->nrcpt ? m->nrcpt : 1, sizeof *mk);
 	int r = 0;
 	size_t i;
-	for (i = 0; i < m->nrcpt; i++) {
-		if (commit_one(p, m, m->rcpt[i], ids[i], &mk[i], created, e) < 0) {
-			r = -1;
-			break;
-		}
-	}
+	for (i = 0; r == 0 && i < m->nrcpt; i++)
+		r = prepare_one(p, m, m->rcpt[i], ids[i], &mk[i], e);
+	for (size_t j = 0; r == 0 && j < m->nrcpt; j++)
+		if (!mk[j].skip)
+			r = publish_one(p->fs, &mk[j], created, e);
 	if (r < 0) {
-		rollback(p->fs, mk, i + 1);
+		rollback(p->fs, mk, i);
 		*created = 0;
 	}
 	free(mk);
@@ -948,7 +975,7 @@ static int file_set_status(void *state, const char *id, enum entry_status s, int
 	char *json = qentry_to_json(&q, true);
 	qentry_free(&q);
 	snprintf(name, sizeof name, "%s.json", id);
-	r = write_atomic(fs, ufd, name, json, true, e);
+	r = replace_file(fs, ufd, name, json, e);
 	free(json);
 	if (r == 0 && fsync(ufd) < 0)
 		r = io_err(e, "cannot sync directory of", id);

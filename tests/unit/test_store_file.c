@@ -776,6 +776,51 @@ static void test_orphans_swept_by_expire(void **state)
 	assert_int_equal(r.entries, 0);
 }
 
+/* A crash between linking the content and writing the metadata leaves
+ * an .eml (and perhaps an ids link) behind; the retry replaces them. */
+static void test_retry_after_crash(void **state)
+{
+	struct fixture *f = *state;
+	const char *const r[] = { "a@example.org" };
+	struct qmeta m;
+	memset(&m, 0, sizeof m);
+	sha256_hex(MSG, sizeof MSG - 1, m.sha256);
+	m.qid = (char *)"QC";
+	m.rspamd_server = (char *)"scan1";
+	char id[ENTRY_ID_LEN + 1];
+	store_entry_id(&m, r[0], id);
+	char path[600], link[600];
+	snprintf(path, sizeof path, "%s/users/example.org", f->root);
+	assert_int_equal(mkdir(path, 0700), 0);
+	snprintf(path, sizeof path, "%s/users/example.org/a", f->root);
+	assert_int_equal(mkdir(path, 0700), 0);
+	snprintf(path, sizeof path, "%s/users/example.org/a/%s.eml", f->root, id);
+	int fd = open(path, O_CREAT | O_WRONLY, 0600);
+	assert_int_equal(write(fd, "half", 4), 4);
+	close(fd);
+	snprintf(link, sizeof link, "%s/ids/%.2s", f->root, id);
+	assert_int_equal(mkdir(link, 0700), 0);
+	snprintf(link, sizeof link, "%s/ids/%.2s/%s", f->root, id, id);
+	assert_int_equal(symlink("../../users/example.org/a", link), 0);
+	struct qerr e;
+	struct qentry q;
+	assert_int_equal(store_get(f->s, id, &q, &e), -1); /* no .json: no entry */
+	assert_int_equal(e.cls, QERR_NOTFOUND);
+
+	struct put_args a = { MSG, sizeof MSG - 1, r, 1, "QC", NULL, NULL };
+	char **ids;
+	size_t nids, created;
+	put_ok(f->s, &a, &ids, &nids, &created);
+	assert_string_equal(ids[0], id);
+	assert_int_equal(created, 1);
+	struct buf b = { 0 };
+	assert_int_equal(store_read_content(f->s, id, collect_cb, &b, &e), 0);
+	assert_int_equal(b.len, sizeof MSG - 1);
+	assert_memory_equal(b.data, MSG, b.len);
+	buf_free(&b);
+	xfree_strv(ids, nids);
+}
+
 static void test_unknown_backend(void **state)
 {
 	struct fixture *f = *state;
@@ -843,6 +888,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_failure_leaves_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_cleans_tmp, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_orphans_swept_by_expire, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_retry_after_crash, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unknown_backend, setup, teardown),
 		cmocka_unit_test(test_entry_id),
 	};
