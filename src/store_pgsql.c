@@ -1,0 +1,942 @@
+/*
+ * store_pgsql.c - the PostgreSQL backend (backend = pgsql): the store that
+ * several receivers share.  One connection per worker, opened after fork,
+ * with every fixed statement prepared at connect.  A put is one
+ * transaction (content, message, one entry per recipient) committed with
+ * synchronous_commit on; a retry of the same POST finds its entries and
+ * adds nothing.  When the server goes away the call fails with QERR_TEMP
+ * (the daemon answers 503) and the next call connects again: the daemon
+ * never needs a restart.  No SQL is built from input: values travel as
+ * parameters, the content as binary COPY data.  The schema is
+ * sql/schema.sql; sql/README.md explains it.
+ */
+#include "store.h"
+
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "log.h"
+#include "store_pgsql_sql.h"
+
+/* Content goes to the server in pieces of this size. */
+#define COPY_CHUNK (256 * 1024)
+/* read_content hands the content to its callback in pieces of this size. */
+#define READ_CHUNK (64 * 1024)
+
+struct pg_state {
+	PGconn *conn;         /* NULL until connected, and after a failure */
+	char *conninfo;
+	char parts_day[16];   /* partitions are known to exist for this day */
+};
+
+struct pg_put {
+	struct pg_state *st;
+	struct buf content;
+};
+
+/* A fixed statement, prepared at connect. */
+struct pg_stmt {
+	const char *name;
+	const char *sql;
+	int nparams;
+};
+
+#define ENTRY_FROM \
+	" FROM entries e JOIN messages m" \
+	" ON m.id = e.message_id AND m.received_day = e.received_day"
+
+static const struct pg_stmt stmts[] = {
+	{ "rq_lock", "SELECT pg_advisory_xact_lock($1::bigint)", 1 },
+	{ "rq_seen",
+	  "SELECT id FROM entries WHERE id = ANY ($1::text[])"
+	  " AND received_day BETWEEN $2::date - $3::integer AND $2::date + 1", 3 },
+	{ "rq_has_content",
+	  "SELECT 1 FROM contents WHERE sha256 = $1 AND received_day = $2::date", 2 },
+	{ "rq_put_message",
+	  "INSERT INTO messages (received_day, received_at, sha256, size, rcpts, qid,"
+	  " env_from, smtp_user, ip, action, score, scan_time, symbols, fuzzy,"
+	  " rspamd_server, rspamd_subject, hdr_from, hdr_to, hdr_cc, hdr_subject,"
+	  " hdr_date, message_id, policy)"
+	  " VALUES ($1::date, to_timestamp($2::bigint), $3, $4::bigint, $5::jsonb, $6,"
+	  " $7, $8, $9::inet, $10, $11::float8, $12::integer, $13::jsonb, $14::jsonb,"
+	  " $15, $16, $17, $18, $19, $20, $21, $22, $23)"
+	  " RETURNING id", 23 },
+	{ "rq_put_entry",
+	  "INSERT INTO entries (id, received_day, received_at, message_id, rcpt, status,"
+	  " status_changed)"
+	  " VALUES ($1, $2::date, to_timestamp($3::bigint), $4::bigint, $5, 'quarantined',"
+	  " to_timestamp($3::bigint))"
+	  " ON CONFLICT DO NOTHING", 5 },
+	{ "rq_ensure", "SELECT rq_ensure_partitions($1::date)", 1 },
+	{ "rq_get",
+	  "SELECT %COLUMNS%" ENTRY_FROM
+	  " WHERE e.id = $1 ORDER BY e.received_at DESC LIMIT 1", 1 },
+	{ "rq_content",
+	  "SELECT c.content" ENTRY_FROM
+	  " JOIN contents c ON c.sha256 = m.sha256 AND c.received_day = m.received_day"
+	  " WHERE e.id = $1 ORDER BY e.received_at DESC LIMIT 1", 1 },
+	{ "rq_remove", "SELECT entries FROM rq_remove($1)", 1 },
+	{ "rq_set_status",
+	  "UPDATE entries SET status = $2, status_changed = to_timestamp($3::bigint)"
+	  " WHERE id = $1", 3 },
+	{ "rq_expired_parts",
+	  "SELECT parent, part, day, attached, detach_pending"
+	  " FROM rq_expired_partitions($1::date)", 1 },
+	{ "rq_day_counts", "SELECT entries, contents, bytes FROM rq_day_counts($1::date)", 1 },
+	{ "rq_expire_rows",
+	  "SELECT entries, contents, bytes FROM rq_expire_rows("
+	  "to_timestamp($1::bigint), $2::bigint, $3::bigint)", 3 },
+	{ "rq_stats_entries", "SELECT status, count(*) FROM entries GROUP BY status", 0 },
+	{ "rq_stats_contents", "SELECT count(*), coalesce(sum(size), 0) FROM contents", 0 },
+};
+
+/* ---------------------------------------------------------------- errors */
+
+/* Fills e from a failed result (r may be NULL) and decides what happens
+ * to the connection: dropped when it is gone (the next call connects
+ * again), rolled back when a transaction is open.  Returns the kind. */
+static enum pgsql_errkind pg_fail(struct pg_state *st, PGresult *r, const char *what,
+				  struct qerr *e)
+{
+	const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+	const char *msg = r && *PQresultErrorMessage(r) ? PQresultErrorMessage(r)
+							 : PQerrorMessage(st->conn);
+	char line[200];
+	enum pgsql_errkind kind;
+
+	pgsql_oneline(msg, line, sizeof line);
+	kind = pgsql_classify(state, msg);
+	if (PQstatus(st->conn) != CONNECTION_OK)
+		kind = PGSQL_ERR_RECONNECT;
+	if (kind == PGSQL_ERR_PERM)
+		qerr_perm(e, "PostgreSQL: %s: %s%s%s", what, line, state ? " SQLSTATE " : "",
+			  state ? state : "");
+	else
+		qerr_temp(e, "PostgreSQL: %s: %s", what, line);
+	if (kind == PGSQL_ERR_RECONNECT) {
+		log_warn("pgsql: connection lost (%s); reconnecting on the next request", line);
+		PQfinish(st->conn);
+		st->conn = NULL;
+	} else if (PQtransactionStatus(st->conn) != PQTRANS_IDLE) {
+		PGresult *rb = PQexec(st->conn, "ROLLBACK");
+		PQclear(rb);
+	}
+	PQclear(r);
+	return kind;
+}
+
+/* Runs a prepared statement; NULL (with *kind and e set) unless the
+ * result has the wanted status. */
+static PGresult *pg_run(struct pg_state *st, const char *name, int n,
+			const char *const *vals, ExecStatusType want, const char *what,
+			enum pgsql_errkind *kind, struct qerr *e)
+{
+	PGresult *r = PQexecPrepared(st->conn, name, n, vals, NULL, NULL, 0);
+
+	if (r != NULL && PQresultStatus(r) == want)
+		return r;
+	*kind = pg_fail(st, r, what, e);
+	return NULL;
+}
+
+/* Runs a fixed command (BEGIN, COMMIT, ...). */
+static int pg_cmd(struct pg_state *st, const char *sql, const char *what,
+		  enum pgsql_errkind *kind, struct qerr *e)
+{
+	PGresult *r = PQexec(st->conn, sql);
+
+	if (r != NULL && PQresultStatus(r) == PGRES_COMMAND_OK) {
+		PQclear(r);
+		return 0;
+	}
+	*kind = pg_fail(st, r, what, e);
+	return -1;
+}
+
+/* ---------------------------------------------------------------- connection */
+
+/* Server notices (e.g. from IF NOT EXISTS) are not worth a log line. */
+static void pg_quiet(void *arg, const char *msg)
+{
+	(void)arg;
+	(void)msg;
+}
+
+/* Checks the schema version and prepares the statements on a fresh
+ * connection.  A wrong schema is QERR_PERM and names the file to apply. */
+static int pg_setup(struct pg_state *st, struct qerr *e)
+{
+	enum pgsql_errkind kind;
+	PGresult *r;
+
+	PQsetNoticeProcessor(st->conn, pg_quiet, NULL);
+	if (pg_cmd(st, "SET synchronous_commit = on; SET TIME ZONE 'UTC';"
+		   " SET client_min_messages = warning", "session setup", &kind, e) < 0)
+		return -1;
+	r = PQexec(st->conn, "SELECT version FROM schema_version");
+	if (r == NULL || PQresultStatus(r) != PGRES_TUPLES_OK) {
+		const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+		if (state != NULL && strcmp(state, "42P01") == 0) {
+			PQclear(r);
+			return qerr_perm(e, "database schema version none, expected %d: apply %s",
+					 PGSQL_SCHEMA_VERSION, PGSQL_SCHEMA_FILE);
+		}
+		pg_fail(st, r, "reading schema_version", e);
+		return -1;
+	}
+	const char *v = PQntuples(r) == 1 ? PQgetvalue(r, 0, 0) : "none";
+	long ver = -1;
+	if (parse_long(v, 0, 1000000, &ver, NULL) < 0 || ver != PGSQL_SCHEMA_VERSION) {
+		qerr_perm(e, "database schema version %.20s, expected %d: apply %s", v,
+			  PGSQL_SCHEMA_VERSION, PGSQL_SCHEMA_FILE);
+		PQclear(r);
+		return -1;
+	}
+	PQclear(r);
+
+	for (size_t i = 0; i < sizeof stmts / sizeof stmts[0]; i++) {
+		struct buf sql = { 0 };
+		const char *cols = strstr(stmts[i].sql, "%COLUMNS%");
+		if (cols != NULL) {
+			buf_append(&sql, stmts[i].sql, (size_t)(cols - stmts[i].sql));
+			buf_appends(&sql, pgsql_entry_columns);
+			buf_appends(&sql, cols + strlen("%COLUMNS%"));
+		} else {
+			buf_appends(&sql, stmts[i].sql);
+		}
+		r = PQprepare(st->conn, stmts[i].name, sql.data, stmts[i].nparams, NULL);
+		buf_free(&sql);
+		if (r == NULL || PQresultStatus(r) != PGRES_COMMAND_OK) {
+			pg_fail(st, r, "preparing statements", e);
+			return -1;
+		}
+		PQclear(r);
+	}
+	return 0;
+}
+
+/* Opens a connection and sets it up. */
+static int pg_connect(struct pg_state *st, struct qerr *e)
+{
+	/* Defaults first: the operator's conninfo (expanded as dbname)
+	 * overrides them. */
+	const char *keys[] = { "connect_timeout", "fallback_application_name",
+			       "client_encoding", "dbname", NULL };
+	const char *vals[] = { "10", "rspamd-quarantine", "UTF8",
+			       st->conninfo ? st->conninfo : "", NULL };
+	char line[200];
+
+	st->conn = PQconnectdbParams(keys, vals, 1);
+	if (st->conn == NULL)
+		return qerr_temp(e, "PostgreSQL: cannot connect: out of memory");
+	if (PQstatus(st->conn) != CONNECTION_OK) {
+		pgsql_oneline(PQerrorMessage(st->conn), line, sizeof line);
+		PQfinish(st->conn);
+		st->conn = NULL;
+		return qerr_temp(e, "PostgreSQL: cannot connect: %s", line);
+	}
+	st->parts_day[0] = '\0';
+	if (pg_setup(st, e) < 0) {
+		if (st->conn != NULL)
+			PQfinish(st->conn);
+		st->conn = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+/* Makes sure there is a usable connection, idle, before a call. */
+static int pg_ready(struct pg_state *st, struct qerr *e)
+{
+	if (st->conn != NULL && PQstatus(st->conn) != CONNECTION_OK) {
+		PQfinish(st->conn);
+		st->conn = NULL;
+	}
+	if (st->conn == NULL) {
+		if (pg_connect(st, e) < 0)
+			return -1;
+		log_info("pgsql: connected to %s database %s", PQhost(st->conn) ? PQhost(st->conn) : "?",
+			 PQdb(st->conn) ? PQdb(st->conn) : "?");
+	}
+	if (PQtransactionStatus(st->conn) != PQTRANS_IDLE) {
+		PGresult *r = PQexec(st->conn, "ROLLBACK");
+		PQclear(r);
+	}
+	return 0;
+}
+
+/* Connects now, so that a wrong schema stops the start; an unreachable
+ * server does not: the calls answer QERR_TEMP until it is back. */
+static int pg_open(void **state, const struct config *c, struct qerr *e)
+{
+	struct pg_state *st = xcalloc(1, sizeof *st);
+	struct qerr ce = { 0 };
+
+	st->conninfo = xstrdup(c->pgsql_conninfo ? c->pgsql_conninfo : "");
+	if (pg_connect(st, &ce) < 0) {
+		if (ce.cls == QERR_PERM) {
+			*e = ce;
+			free(st->conninfo);
+			free(st);
+			return -1;
+		}
+		log_warn("pgsql: %s (will retry on the next request)", ce.msg);
+	}
+	*state = st;
+	return 0;
+}
+
+static void pg_close(void *state)
+{
+	struct pg_state *st = state;
+
+	if (st == NULL)
+		return;
+	if (st->conn != NULL)
+		PQfinish(st->conn);
+	free(st->conninfo);
+	free(st);
+}
+
+/* ---------------------------------------------------------------- put */
+
+static int pg_put_begin(void *state, void **put, struct qerr *e)
+{
+	struct pg_put *p = xcalloc(1, sizeof *p);
+
+	(void)e;
+	p->st = state;
+	*put = p;
+	return 0;
+}
+
+/* The content is kept until commit: its SHA-256, known only at the end,
+ * decides whether it has to be sent at all. */
+static int pg_put_write(void *put, const void *data, size_t n, struct qerr *e)
+{
+	struct pg_put *p = put;
+
+	if (n > PGSQL_MAX_CONTENT || p->content.len > PGSQL_MAX_CONTENT - n)
+		return qerr_input(e, 413, "message exceeds PostgreSQL's field limit (%u bytes)",
+				  PGSQL_MAX_CONTENT);
+	buf_append(&p->content, data, n);
+	return 0;
+}
+
+static void pg_put_free(struct pg_put *p)
+{
+	buf_free(&p->content);
+	free(p);
+}
+
+static void pg_put_abort(void *put)
+{
+	if (put != NULL)
+		pg_put_free(put);
+}
+
+/* Creates the day's partitions (and the next day's) outside the put's
+ * transaction, once per day and connection. */
+static int ensure_partitions(struct pg_state *st, const char *day, enum pgsql_errkind *kind,
+			     struct qerr *e)
+{
+	const char *v[1] = { day };
+	PGresult *r;
+
+	if (strcmp(st->parts_day, day) == 0)
+		return 0;
+	r = pg_run(st, "rq_ensure", 1, v, PGRES_TUPLES_OK, "creating partitions", kind, e);
+	if (r == NULL)
+		return -1;
+	PQclear(r);
+	snprintf(st->parts_day, sizeof st->parts_day, "%s", day);
+	return 0;
+}
+
+/* Sends the content as one binary COPY row, in pieces. */
+static int copy_content(struct pg_state *st, const struct pg_put *p, const struct qmeta *m,
+			enum pgsql_errkind *kind, struct qerr *e)
+{
+	PGresult *r = PQexec(st->conn, "COPY contents (sha256, received_day, size, content)"
+				       " FROM STDIN (FORMAT binary)");
+	struct buf head = { 0 };
+	int ok;
+
+	if (r == NULL || PQresultStatus(r) != PGRES_COPY_IN) {
+		*kind = pg_fail(st, r, "storing content", e);
+		return -1;
+	}
+	PQclear(r);
+	pgsql_copy_content_head(&head, m->sha256, m->received_at, (uint32_t)p->content.len);
+	ok = PQputCopyData(st->conn, head.data, (int)head.len) == 1;
+	buf_free(&head);
+	for (size_t off = 0; ok && off < p->content.len; off += COPY_CHUNK) {
+		size_t n = p->content.len - off < COPY_CHUNK ? p->content.len - off : COPY_CHUNK;
+		ok = PQputCopyData(st->conn, p->content.data + off, (int)n) == 1;
+	}
+	if (ok) {
+		struct buf tail = { 0 };
+		pgsql_copy_trailer(&tail);
+		ok = PQputCopyData(st->conn, tail.data, (int)tail.len) == 1;
+		buf_free(&tail);
+	}
+	if (PQputCopyEnd(st->conn, ok ? NULL : "content not sent") != 1)
+		ok = 0;
+	r = PQgetResult(st->conn);
+	if (r == NULL || PQresultStatus(r) != PGRES_COMMAND_OK) {
+		*kind = pg_fail(st, r, "storing content", e);
+		while ((r = st->conn ? PQgetResult(st->conn) : NULL) != NULL)
+			PQclear(r);
+		return -1;
+	}
+	PQclear(r);
+	while ((r = PQgetResult(st->conn)) != NULL)
+		PQclear(r);
+	if (!ok) {
+		*kind = pg_fail(st, NULL, "storing content", e);
+		return -1;
+	}
+	return 0;
+}
+
+/* The message row's parameters, in the order of rq_put_message. */
+static void message_params(const struct qmeta *m, const char *day, const char **v, char **own)
+{
+	own[0] = xasprintf("%lld", (long long)m->received_at);
+	own[1] = xasprintf("%llu", (unsigned long long)m->size);
+	own[2] = pgsql_rcpts_json(m->rcpt, m->nrcpt);
+	own[3] = m->has_score ? xasprintf("%.17g", m->score) : NULL;
+	own[4] = m->scan_time >= 0 && m->scan_time <= 2147483647L
+		 ? xasprintf("%ld", m->scan_time) : NULL;
+	own[5] = pgsql_json_param(m->symbols_json);
+	own[6] = pgsql_json_param(m->fuzzy_json);
+	v[0] = day;
+	v[1] = own[0];
+	v[2] = m->sha256;
+	v[3] = own[1];
+	v[4] = own[2];
+	v[5] = m->qid;
+	v[6] = m->env_from;
+	v[7] = m->user;
+	v[8] = pgsql_ip_param(m->ip);
+	v[9] = m->action;
+	v[10] = own[3];
+	v[11] = own[4];
+	v[12] = own[5];
+	v[13] = own[6];
+	v[14] = m->rspamd_server;
+	v[15] = m->rspamd_subject;
+	v[16] = m->hdr_from;
+	v[17] = m->hdr_to;
+	v[18] = m->hdr_cc;
+	v[19] = m->hdr_subject;
+	v[20] = m->hdr_date;
+	v[21] = m->hdr_msgid;
+	v[22] = m->policy;
+}
+
+/* One attempt at the put's transaction.  Under an advisory lock on the
+ * content (so that two receivers storing the same POST take turns), it
+ * finds the entries a previous attempt already stored, and stores the
+ * content (unless that day has it), the message and the missing entries. */
+static int put_once(struct pg_state *st, const struct pg_put *p, const struct qmeta *m,
+		    char *const *ids, size_t *created, enum pgsql_errkind *kind, struct qerr *e)
+{
+	char day[16], key[32], dedup[16];
+	char *idarr = NULL;
+	bool *seen = NULL;
+	size_t nnew = 0, made = 0;
+	PGresult *r;
+	int rc = -1;
+
+	*kind = PGSQL_ERR_PERM;
+	pgsql_day(m->received_at, day);
+	if (pg_ready(st, e) < 0) {
+		*kind = e->cls == QERR_TEMP ? PGSQL_ERR_RECONNECT : PGSQL_ERR_PERM;
+		return -1;
+	}
+	if (ensure_partitions(st, day, kind, e) < 0)
+		return -1;
+	idarr = pgsql_id_array(ids, m->nrcpt);
+	if (idarr == NULL)
+		return qerr_perm(e, "PostgreSQL: malformed entry id");
+	if (pg_cmd(st, "BEGIN", "starting a transaction", kind, e) < 0)
+		goto out;
+
+	snprintf(key, sizeof key, "%lld", (long long)pgsql_lock_key(m->sha256));
+	const char *lv[1] = { key };
+	if ((r = pg_run(st, "rq_lock", 1, lv, PGRES_TUPLES_OK, "locking", kind, e)) == NULL)
+		goto out;
+	PQclear(r);
+
+	snprintf(dedup, sizeof dedup, "%d", PGSQL_DEDUP_DAYS);
+	const char *sv[3] = { idarr, day, dedup };
+	if ((r = pg_run(st, "rq_seen", 3, sv, PGRES_TUPLES_OK, "looking up entries", kind,
+			e)) == NULL)
+		goto out;
+	seen = xcalloc(m->nrcpt ? m->nrcpt : 1, sizeof *seen);
+	for (int row = 0; row < PQntuples(r); row++)
+		for (size_t i = 0; i < m->nrcpt; i++)
+			if (strcmp(PQgetvalue(r, row, 0), ids[i]) == 0)
+				seen[i] = true;
+	PQclear(r);
+	for (size_t i = 0; i < m->nrcpt; i++)
+		if (!seen[i])
+			nnew++;
+	if (nnew == 0) {
+		/* a retry: everything is stored already */
+		if (pg_cmd(st, "COMMIT", "committing", kind, e) < 0)
+			goto out;
+		*created = 0;
+		rc = 0;
+		goto out;
+	}
+
+	const char *cv[2] = { m->sha256, day };
+	if ((r = pg_run(st, "rq_has_content", 2, cv, PGRES_TUPLES_OK, "looking up content",
+			kind, e)) == NULL)
+		goto out;
+	int have = PQntuples(r) > 0;
+	PQclear(r);
+	if (!have && copy_content(st, p, m, kind, e) < 0)
+		goto out;
+
+	const char *mv[23];
+	char *own[7];
+	message_params(m, day, mv, own);
+	r = pg_run(st, "rq_put_message", 23, mv, PGRES_TUPLES_OK, "storing message", kind, e);
+	for (int i = 0; i < 7; i++)
+		free(own[i]);
+	if (r == NULL)
+		goto out;
+	char msgid[32];
+	snprintf(msgid, sizeof msgid, "%s", PQgetvalue(r, 0, 0));
+	PQclear(r);
+
+	char when[32];
+	snprintf(when, sizeof when, "%lld", (long long)m->received_at);
+	for (size_t i = 0; i < m->nrcpt; i++) {
+		if (seen[i])
+			continue;
+		const char *ev[5] = { ids[i], day, when, msgid, m->rcpt[i] };
+		r = pg_run(st, "rq_put_entry", 5, ev, PGRES_COMMAND_OK, "storing entry", kind, e);
+		if (r == NULL)
+			goto out;
+		made += strcmp(PQcmdTuples(r), "1") == 0;
+		PQclear(r);
+	}
+	if (pg_cmd(st, "COMMIT", "committing", kind, e) < 0)
+		goto out;
+	*created = made;
+	rc = 0;
+out:
+	free(idarr);
+	free(seen);
+	return rc;
+}
+
+/* Commits the put: one transaction, run again once after a serialization
+ * failure, a deadlock or a missing partition. */
+static int pg_put_commit(void *put, const struct qmeta *m, char *const *ids,
+			 size_t *created, struct qerr *e)
+{
+	struct pg_put *p = put;
+	struct pg_state *st = p->st;
+	enum pgsql_errkind kind = PGSQL_ERR_PERM;
+	int rc = -1;
+
+	*created = 0;
+	if (m->nrcpt == 0) {
+		pg_put_free(p);
+		return qerr_perm(e, "PostgreSQL: a message without recipients");
+	}
+	if (p->content.len != m->size) {
+		qerr_perm(e, "PostgreSQL: %zu bytes written, metadata says %llu",
+			  p->content.len, (unsigned long long)m->size);
+		pg_put_free(p);
+		return -1;
+	}
+	for (int attempt = 0; attempt < 3; attempt++) {
+		rc = put_once(st, p, m, ids, created, &kind, e);
+		if (rc == 0)
+			break;
+		if (kind == PGSQL_ERR_NOPART)
+			st->parts_day[0] = '\0';
+		else if (kind != PGSQL_ERR_RETRY || attempt > 0)
+			break;
+	}
+	if (rc < 0 && kind == PGSQL_ERR_NOPART)
+		qerr_temp(e, "PostgreSQL: no partition for the message's day");
+	pg_put_free(p);
+	return rc;
+}
+
+/* ---------------------------------------------------------------- reading */
+
+/* A column's text, copied, or NULL for SQL NULL. */
+static char *col(PGresult *r, int row, int c)
+{
+	return PQgetisnull(r, row, c) ? NULL : xstrdup(PQgetvalue(r, row, c));
+}
+
+/* Turns a row of pgsql_entry_columns into an entry. */
+static void row_entry(PGresult *r, int row, struct qentry *out)
+{
+	struct qmeta *m = &out->meta;
+	long long ll;
+	char *end;
+
+	memset(out, 0, sizeof *out);
+	snprintf(out->id, sizeof out->id, "%s", PQgetvalue(r, row, PGCOL_ID));
+	out->rcpt = col(r, row, PGCOL_RCPT);
+	if (pgsql_status_parse(PQgetvalue(r, row, PGCOL_STATUS), &out->status) < 0)
+		out->status = ENTRY_QUARANTINED;
+	out->status_changed = strtoll(PQgetvalue(r, row, PGCOL_STATUS_CHANGED), NULL, 10);
+	m->received_at = strtoll(PQgetvalue(r, row, PGCOL_RECEIVED_AT), NULL, 10);
+	m->qid = col(r, row, PGCOL_QID);
+	m->env_from = col(r, row, PGCOL_ENV_FROM);
+	m->user = col(r, row, PGCOL_USER);
+	m->ip = col(r, row, PGCOL_IP);
+	m->action = col(r, row, PGCOL_ACTION);
+	if (!PQgetisnull(r, row, PGCOL_SCORE)) {
+		m->score = strtod(PQgetvalue(r, row, PGCOL_SCORE), NULL);
+		m->has_score = true;
+	}
+	m->scan_time = -1;
+	if (!PQgetisnull(r, row, PGCOL_SCAN_TIME)) {
+		ll = strtoll(PQgetvalue(r, row, PGCOL_SCAN_TIME), &end, 10);
+		m->scan_time = (long)ll;
+	}
+	m->symbols_json = col(r, row, PGCOL_SYMBOLS);
+	m->fuzzy_json = col(r, row, PGCOL_FUZZY);
+	m->rspamd_server = col(r, row, PGCOL_SERVER);
+	m->rspamd_subject = col(r, row, PGCOL_RSPAMD_SUBJECT);
+	m->hdr_from = col(r, row, PGCOL_HDR_FROM);
+	m->hdr_to = col(r, row, PGCOL_HDR_TO);
+	m->hdr_cc = col(r, row, PGCOL_HDR_CC);
+	m->hdr_subject = col(r, row, PGCOL_HDR_SUBJECT);
+	m->hdr_date = col(r, row, PGCOL_HDR_DATE);
+	m->hdr_msgid = col(r, row, PGCOL_MSGID);
+	snprintf(m->sha256, sizeof m->sha256, "%s", PQgetvalue(r, row, PGCOL_SHA256));
+	m->size = strtoull(PQgetvalue(r, row, PGCOL_SIZE), NULL, 10);
+	m->policy = col(r, row, PGCOL_POLICY);
+	if (PQgetisnull(r, row, PGCOL_RCPTS) ||
+	    pgsql_rcpts_parse(PQgetvalue(r, row, PGCOL_RCPTS), &m->rcpt, &m->nrcpt) < 0) {
+		m->rcpt = xcalloc(1, sizeof *m->rcpt);
+		m->rcpt[0] = xstrdup(out->rcpt ? out->rcpt : "");
+		m->nrcpt = 1;
+	}
+}
+
+static int pg_get(void *state, const char *id, struct qentry *out, struct qerr *e)
+{
+	struct pg_state *st = state;
+	enum pgsql_errkind kind;
+	const char *v[1] = { id };
+	PGresult *r;
+
+	memset(out, 0, sizeof *out);
+	if (pg_ready(st, e) < 0)
+		return -1;
+	if ((r = pg_run(st, "rq_get", 1, v, PGRES_TUPLES_OK, "reading entry", &kind, e)) == NULL)
+		return -1;
+	if (PQntuples(r) == 0) {
+		PQclear(r);
+		return qerr_notfound(e, "no entry '%.40s'", id);
+	}
+	row_entry(r, 0, out);
+	PQclear(r);
+	return 0;
+}
+
+/* The content arrives whole, in binary (bytea as raw bytes), and goes to
+ * the callback in pieces. */
+static int pg_read_content(void *state, const char *id, store_data_cb cb, void *arg,
+			   struct qerr *e)
+{
+	struct pg_state *st = state;
+	const char *v[1] = { id };
+	PGresult *r;
+
+	if (pg_ready(st, e) < 0)
+		return -1;
+	r = PQexecPrepared(st->conn, "rq_content", 1, v, NULL, NULL, 1);
+	if (r == NULL || PQresultStatus(r) != PGRES_TUPLES_OK) {
+		pg_fail(st, r, "reading content", e);
+		return -1;
+	}
+	if (PQntuples(r) == 0) {
+		PQclear(r);
+		return qerr_notfound(e, "no entry '%.40s'", id);
+	}
+	const char *data = PQgetvalue(r, 0, 0);
+	size_t len = (size_t)PQgetlength(r, 0, 0);
+	for (size_t off = 0; off < len; off += READ_CHUNK) {
+		size_t n = len - off < READ_CHUNK ? len - off : READ_CHUNK;
+		if (cb(data + off, n, arg) != 0)
+			break;
+	}
+	PQclear(r);
+	return 0;
+}
+
+/* Rows come one at a time (single-row mode), so a listing of millions
+ * of entries does not gather in memory; a callback that stops the
+ * listing cancels the rest of the query. */
+static int pg_list(void *state, const struct store_filter *f, store_entry_cb cb, void *arg,
+		   struct qerr *e)
+{
+	struct pg_state *st = state;
+	struct pgsql_query q;
+	PGresult *r;
+	bool stop = false, failed = false;
+
+	if (pg_ready(st, e) < 0)
+		return -1;
+	pgsql_list_query(f, &q);
+	if (!PQsendQueryParams(st->conn, q.sql.data, q.nparams, NULL, q.params, NULL, NULL, 0)) {
+		pgsql_query_free(&q);
+		pg_fail(st, NULL, "listing", e);
+		return -1;
+	}
+	pgsql_query_free(&q);
+	PQsetSingleRowMode(st->conn);
+	while ((r = PQgetResult(st->conn)) != NULL) {
+		ExecStatusType s = PQresultStatus(r);
+		if (s == PGRES_SINGLE_TUPLE && !stop && !failed) {
+			struct qentry ent;
+			row_entry(r, 0, &ent);
+			if (cb(&ent, arg) != 0) {
+				stop = true;
+				PGcancel *c = PQgetCancel(st->conn);
+				char errbuf[256];
+				if (c != NULL) {
+					PQcancel(c, errbuf, sizeof errbuf);
+					PQfreeCancel(c);
+				}
+			}
+			qentry_free(&ent);
+		} else if (s != PGRES_SINGLE_TUPLE && s != PGRES_TUPLES_OK && !stop && !failed) {
+			/* keep the error; drain what is left first */
+			const char *state_ = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+			char line[200];
+			pgsql_oneline(PQresultErrorMessage(r), line, sizeof line);
+			if (pgsql_classify(state_, PQresultErrorMessage(r)) == PGSQL_ERR_PERM &&
+			    PQstatus(st->conn) == CONNECTION_OK)
+				qerr_perm(e, "PostgreSQL: listing: %s", line);
+			else
+				qerr_temp(e, "PostgreSQL: listing: %s", line);
+			failed = true;
+		}
+		PQclear(r);
+		if (PQstatus(st->conn) != CONNECTION_OK)
+			break;
+	}
+	if (PQstatus(st->conn) != CONNECTION_OK) {
+		if (!failed && !stop)
+			qerr_temp(e, "PostgreSQL: listing: connection lost");
+		PQfinish(st->conn);
+		st->conn = NULL;
+		return stop && !failed ? 0 : -1;
+	}
+	return failed ? -1 : 0;
+}
+
+/* ---------------------------------------------------------------- changes */
+
+static int pg_remove(void *state, const char *id, struct qerr *e)
+{
+	struct pg_state *st = state;
+	enum pgsql_errkind kind;
+	const char *v[1] = { id };
+	PGresult *r;
+
+	if (pg_ready(st, e) < 0)
+		return -1;
+	if ((r = pg_run(st, "rq_remove", 1, v, PGRES_TUPLES_OK, "removing entry", &kind, e)) == NULL)
+		return -1;
+	long long n = PQntuples(r) ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : 0;
+	PQclear(r);
+	if (n == 0)
+		return qerr_notfound(e, "no entry '%.40s'", id);
+	return 0;
+}
+
+static int pg_set_status(void *state, const char *id, enum entry_status s, int64_t now,
+			 struct qerr *e)
+{
+	struct pg_state *st = state;
+	enum pgsql_errkind kind;
+	char when[32];
+	const char *name = pgsql_status_text(s);
+	PGresult *r;
+
+	if (name == NULL)
+		return qerr_input(e, 400, "unknown status %d", (int)s);
+	if (pg_ready(st, e) < 0)
+		return -1;
+	snprintf(when, sizeof when, "%lld", (long long)now);
+	const char *v[3] = { id, name, when };
+	if ((r = pg_run(st, "rq_set_status", 3, v, PGRES_COMMAND_OK, "changing status", &kind,
+			e)) == NULL)
+		return -1;
+	bool found = strcmp(PQcmdTuples(r), "0") != 0;
+	PQclear(r);
+	if (!found)
+		return qerr_notfound(e, "no entry '%.40s'", id);
+	return 0;
+}
+
+/* Detaches (without blocking readers and writers: CONCURRENTLY, or
+ * FINALIZE for a detach that was interrupted) and drops one partition. */
+static int drop_partition(struct pg_state *st, const char *parent, const char *part,
+			  bool attached, bool pending, struct qerr *e)
+{
+	enum pgsql_errkind kind;
+	char *qp = PQescapeIdentifier(st->conn, parent, strlen(parent));
+	char *qc = PQescapeIdentifier(st->conn, part, strlen(part));
+	char *sql = NULL;
+	int rc = -1;
+
+	if (qp == NULL || qc == NULL) {
+		qerr_perm(e, "PostgreSQL: cannot quote partition name %.60s", part);
+		goto out;
+	}
+	if (attached) {
+		sql = xasprintf("ALTER TABLE %s DETACH PARTITION %s %s", qp, qc,
+				pending ? "FINALIZE" : "CONCURRENTLY");
+		if (pg_cmd(st, sql, "detaching a partition", &kind, e) < 0)
+			goto out;
+		free(sql);
+	}
+	sql = xasprintf("DROP TABLE %s", qc);
+	if (pg_cmd(st, sql, "dropping a partition", &kind, e) < 0)
+		goto out;
+	rc = 0;
+out:
+	free(sql);
+	PQfreemem(qp);
+	PQfreemem(qc);
+	return rc;
+}
+
+/* Expire in two steps.  Whole days before the cutoff: their partitions
+ * are counted and dropped, a cost that depends on the days removed, not
+ * on what is kept.  Then, in one transaction (rolled back for a dry
+ * run), the rows of the cutoff's own day and the per-recipient limits. */
+static int pg_expire(void *state, const struct expire_opts *o, struct expire_result *res,
+		     struct qerr *e)
+{
+	struct pg_state *st = state;
+	enum pgsql_errkind kind;
+	PGresult *r, *parts = NULL;
+	char cutoff_day[16], last_day[16] = "";
+	int rc = -1;
+
+	memset(res, 0, sizeof *res);
+	if (pg_ready(st, e) < 0)
+		return -1;
+	if (o->cutoff != 0) {
+		pgsql_day(o->cutoff, cutoff_day);
+		const char *v[1] = { cutoff_day };
+		parts = pg_run(st, "rq_expired_parts", 1, v, PGRES_TUPLES_OK,
+			       "listing partitions", &kind, e);
+		if (parts == NULL)
+			return -1;
+		for (int i = 0; i < PQntuples(parts); i++) {
+			const char *day = PQgetvalue(parts, i, 2);
+			if (strcmp(day, last_day) != 0) {
+				const char *dv[1] = { day };
+				r = pg_run(st, "rq_day_counts", 1, dv, PGRES_TUPLES_OK,
+					   "counting a day", &kind, e);
+				if (r == NULL)
+					goto out;
+				res->entries += strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+				res->messages += strtoull(PQgetvalue(r, 0, 1), NULL, 10);
+				res->bytes += strtoull(PQgetvalue(r, 0, 2), NULL, 10);
+				PQclear(r);
+				snprintf(last_day, sizeof last_day, "%s", day);
+			}
+			if (o->dry_run)
+				continue;
+			if (drop_partition(st, PQgetvalue(parts, i, 0), PQgetvalue(parts, i, 1),
+					   strcmp(PQgetvalue(parts, i, 3), "t") == 0,
+					   strcmp(PQgetvalue(parts, i, 4), "t") == 0, e) < 0)
+				goto out;
+		}
+	}
+
+	char cut[32], maxn[32], maxb[32];
+	snprintf(cut, sizeof cut, "%lld", (long long)o->cutoff);
+	snprintf(maxn, sizeof maxn, "%ld", o->max_per_rcpt);
+	snprintf(maxb, sizeof maxb, "%llu", (unsigned long long)o->max_bytes_per_rcpt);
+	const char *xv[3] = { o->cutoff != 0 ? cut : NULL, maxn, maxb };
+	if (o->cutoff == 0 && o->max_per_rcpt <= 0 && o->max_bytes_per_rcpt == 0) {
+		rc = 0;
+		goto out;
+	}
+	if (pg_cmd(st, "BEGIN", "starting a transaction", &kind, e) < 0)
+		goto out;
+	r = pg_run(st, "rq_expire_rows", 3, xv, PGRES_TUPLES_OK, "expiring entries", &kind, e);
+	if (r == NULL)
+		goto out;
+	res->entries += strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+	res->messages += strtoull(PQgetvalue(r, 0, 1), NULL, 10);
+	res->bytes += strtoull(PQgetvalue(r, 0, 2), NULL, 10);
+	PQclear(r);
+	if (pg_cmd(st, o->dry_run ? "ROLLBACK" : "COMMIT", "committing", &kind, e) < 0)
+		goto out;
+	rc = 0;
+out:
+	PQclear(parts);
+	return rc;
+}
+
+static int pg_stats(void *state, struct store_stats *s, struct qerr *e)
+{
+	struct pg_state *st = state;
+	enum pgsql_errkind kind;
+	PGresult *r;
+
+	memset(s, 0, sizeof *s);
+	if (pg_ready(st, e) < 0)
+		return -1;
+	if ((r = pg_run(st, "rq_stats_entries", 0, NULL, PGRES_TUPLES_OK, "counting entries",
+			&kind, e)) == NULL)
+		return -1;
+	for (int i = 0; i < PQntuples(r); i++) {
+		enum entry_status es;
+		uint64_t n = strtoull(PQgetvalue(r, i, 1), NULL, 10);
+		if (pgsql_status_parse(PQgetvalue(r, i, 0), &es) == 0)
+			s->by_status[es] += n;
+		s->entries += n;
+	}
+	PQclear(r);
+	if ((r = pg_run(st, "rq_stats_contents", 0, NULL, PGRES_TUPLES_OK, "counting contents",
+			&kind, e)) == NULL)
+		return -1;
+	s->messages = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+	s->bytes = strtoull(PQgetvalue(r, 0, 1), NULL, 10);
+	PQclear(r);
+	return 0;
+}
+
+const struct store_backend store_backend_pgsql = {
+	.name = "pgsql",
+	.open = pg_open,
+	.close = pg_close,
+	.put_begin = pg_put_begin,
+	.put_write = pg_put_write,
+	.put_commit = pg_put_commit,
+	.put_abort = pg_put_abort,
+	.get = pg_get,
+	.read_content = pg_read_content,
+	.list = pg_list,
+	.remove = pg_remove,
+	.set_status = pg_set_status,
+	.expire = pg_expire,
+	.stats = pg_stats,
+};
