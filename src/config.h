@@ -79,4 +79,21 @@ const struct config_key_info *config_key_at(size_t i);
 /* Prints every key, its help and its default, as a sample file. */
 void config_write_sample(FILE *f);
 
+/* Reads a configuration held in memory (name is used in messages), over
+ * the values already in c, like config_load. */
+int config_load_mem(struct config *c, const char *name, const char *data, size_t len,
+		    struct qerr *e);
+
+/* The parsed form of the `listen` key. */
+enum listen_kind { LISTEN_UNIX, LISTEN_TCP, LISTEN_FD, LISTEN_SYSTEMD };
+struct listen_spec {
+	enum listen_kind kind;
+	char path[108];  /* LISTEN_UNIX: absolute path of the socket */
+	char host[64];   /* LISTEN_TCP: numeric address, without brackets */
+	int port;        /* LISTEN_TCP */
+	int fd;          /* LISTEN_FD: the inherited descriptor */
+};
+/* Parses a `listen` value; the daemon opens what it names. */
+int config_parse_listen(const char *s, struct listen_spec *out, struct qerr *e);
+
 #endif

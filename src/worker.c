@@ -1,0 +1,321 @@
+/*
+ * worker.c - the life of one preforked worker: its signal set-up (done
+ * before libfcgi can install its own), its own store connection, the
+ * accept loop on the shared non-blocking listening socket, and for each
+ * request: ingest, the HTTP answer, and one key: value log line.
+ *
+ * Signals: SIGTERM, SIGINT and SIGUSR1 ask the worker to stop after the
+ * current request.  They stay blocked except while the worker waits in
+ * ppoll for a connection, so a stop request is seen at once when idle and
+ * never cuts a libfcgi read short while a request is being handled.
+ */
+#include "worker.h"
+
+#include <errno.h>
+#include <fcgiapp.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "config.h"
+#include "ingest.h"
+#include "log.h"
+#include "store.h"
+
+/* Longest a single read or write on a connection may wait. */
+#define IO_TIMEOUT_SECONDS 120
+/* Longest input-derived value in a log line. */
+#define LOG_VALUE_MAX 256
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_stop(int sig)
+{
+	(void)sig;
+	stop_requested = 1;
+}
+
+/* Signal dispositions of a worker.  Installed before FCGX_Init, which
+ * only installs its own handlers where the disposition is the default. */
+static void worker_signals(sigset_t *blocked, sigset_t *waiting)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sigemptyset(&sa.sa_mask);
+	sa.sa_handler = on_stop;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+	/* The master re-reads the configuration and replaces the workers. */
+	sigaction(SIGHUP, &sa, NULL);
+	sa.sa_handler = SIG_DFL;
+	sigaction(SIGCHLD, &sa, NULL);
+
+	sigemptyset(blocked);
+	sigaddset(blocked, SIGTERM);
+	sigaddset(blocked, SIGINT);
+	sigaddset(blocked, SIGUSR1);
+	sigprocmask(SIG_SETMASK, blocked, NULL);
+	sigemptyset(waiting);
+}
+
+/* The body reader ingest calls: a cut-short or failed read is -1, never
+ * a silent end of the body. */
+static ssize_t fcgi_read(void *arg, void *p, size_t n)
+{
+	FCGX_Request *req = arg;
+	if (n > INT_MAX)
+		n = INT_MAX;
+	int got = FCGX_GetStr(p, (int)n, req->in);
+	if (FCGX_GetError(req->in) != 0 || got < 0)
+		return -1;
+	return got;
+}
+
+static const char *reason_phrase(int status)
+{
+	switch (status) {
+	case 200: return "OK";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 411: return "Length Required";
+	case 413: return "Content Too Large";
+	case 415: return "Unsupported Media Type";
+	case 503: return "Service Unavailable";
+	default: return "Error";
+	}
+}
+
+/* A JSON string body: escapes quotes, backslashes and control bytes, and
+ * keeps to ASCII so the answer is valid JSON whatever the message holds. */
+static void json_string(struct buf *b, const char *s)
+{
+	buf_appendc(b, '"');
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p == '"' || *p == '\\') {
+			buf_appendc(b, '\\');
+			buf_appendc(b, (char)*p);
+		} else if (*p < 0x20 || *p == 0x7f) {
+			buf_printf(b, "\\u%04x", *p);
+		} else if (*p >= 0x80) {
+			buf_appendc(b, '?');
+		} else {
+			buf_appendc(b, (char)*p);
+		}
+	}
+	buf_appendc(b, '"');
+}
+
+/* The status a failed ingest is answered with, by class. */
+static int status_of(const struct qerr *e)
+{
+	switch (e->cls) {
+	case QERR_INPUT:
+		switch (e->http) {
+		case 400: case 401: case 403: case 405: case 411: case 413: case 415:
+			return e->http;
+		default:
+			return 400;
+		}
+	case QERR_NOTFOUND:
+		return 404;
+	case QERR_TEMP:
+	case QERR_PERM:
+	case QERR_NONE:
+	default:
+		/* The mail stays at the MTA, which retries. */
+		return 503;
+	}
+}
+
+/* Builds the whole FastCGI answer: CGI status line, headers, JSON body. */
+static void build_response(struct buf *out, const struct config *c, int status,
+			   const struct ingest_result *r, const struct qerr *e)
+{
+	buf_printf(out, "Status: %d %s\r\nContent-Type: application/json\r\n", status,
+		   reason_phrase(status));
+	if (status == 503)
+		buf_printf(out, "Retry-After: %ld\r\n", c->retry_after);
+	if (status == 401)
+		buf_appends(out, "WWW-Authenticate: Basic realm=\"rspamd-quarantine\"\r\n");
+	if (status == 405)
+		buf_appends(out, "Allow: POST\r\n");
+	buf_appends(out, "\r\n");
+	if (status == 200) {
+		buf_printf(out, "{\"status\":\"%s\",\"ids\":[", r->skipped ? "skipped" : "stored");
+		for (size_t i = 0; i < r->nids; i++) {
+			if (i)
+				buf_appendc(out, ',');
+			json_string(out, r->ids[i]);
+		}
+		buf_appends(out, "]}\n");
+	} else {
+		buf_appends(out, "{\"error\":");
+		json_string(out, e->msg[0] ? e->msg : reason_phrase(status));
+		buf_appends(out, "}\n");
+	}
+}
+
+/* Appends "key: value" to a log line, the value cleaned of input tricks. */
+static void log_kv(struct buf *b, const char *key, const char *value)
+{
+	buf_printf(b, "%s%s: ", b->len ? ", " : "", key);
+	log_append_clean(b, value && *value ? value : "-", LOG_VALUE_MAX);
+}
+
+/* Appends "key: a,b,c" for a list of values. */
+static void log_kv_list(struct buf *b, const char *key, char *const *v, size_t n)
+{
+	buf_printf(b, "%s%s: ", b->len ? ", " : "", key);
+	if (n == 0)
+		buf_appendc(b, '-');
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			buf_appendc(b, ',');
+		if (i == 16) {
+			buf_printf(b, "... (%zu)", n);
+			break;
+		}
+		log_append_clean(b, v[i], LOG_VALUE_MAX);
+	}
+}
+
+/* The one log line of a request, in Rspamd's key: value style. */
+static void log_request(const struct ingest_result *r, int status, int64_t ms,
+			const struct qerr *e)
+{
+	const struct qmeta *m = &r->meta;
+	struct buf b = { 0 };
+	char num[64];
+	log_kv(&b, "qid", m->qid);
+	log_kv_list(&b, "ids", r->ids, r->nids);
+	log_kv_list(&b, "rcpt", m->rcpt, m->nrcpt);
+	log_kv(&b, "from", m->env_from);
+	snprintf(num, sizeof num, "%llu", (unsigned long long)m->size);
+	log_kv(&b, "size", num);
+	log_kv(&b, "action", m->action);
+	if (m->has_score)
+		snprintf(num, sizeof num, "%.2f", m->score);
+	else
+		strcpy(num, "-");
+	log_kv(&b, "score", num);
+	log_kv(&b, "policy", m->policy);
+	log_kv(&b, "formatter", r->formatter);
+	snprintf(num, sizeof num, "%lld", (long long)ms);
+	log_kv(&b, "ms", num);
+	snprintf(num, sizeof num, "%d", status);
+	log_kv(&b, "status", num);
+	if (status != 200)
+		log_kv(&b, "error", e->msg);
+	if (r->skipped)
+		log_kv(&b, "skipped", "only_symbols");
+
+	int level = LOG_INFO;
+	if (status == 503)
+		level = e->cls == QERR_TEMP ? LOG_WARNING : LOG_ERR;
+	log_msg(level, "%s", b.data);
+	buf_free(&b);
+}
+
+/* Handles one accepted request, from parameters to answer. */
+static void handle_request(struct store *s, const struct config *c, FCGX_Request *req)
+{
+	int64_t t0 = clock_ms();
+	struct ingest_result r;
+	struct qerr e;
+	qerr_clear(&e);
+	int rc = ingest_request(s, c, req->envp, fcgi_read, req, &r, &e);
+	int status = 200;
+	if (rc < 0) {
+		status = status_of(&e);
+		if (e.cls == QERR_NONE)
+			qerr_set(&e, QERR_PERM, 503, "internal error: request failed without a reason");
+	}
+	struct buf out = { 0 };
+	build_response(&out, c, status, &r, &e);
+	if (out.len > INT_MAX || FCGX_PutStr(out.data, (int)out.len, req->out) != (int)out.len)
+		log_warn("could not send the answer (status %d): the web server went away", status);
+	buf_free(&out);
+	log_request(&r, status, clock_ms() - t0, &e);
+	ingest_result_free(&r);
+}
+
+/* Bounds how long a stalled peer can hold this worker in a read or write. */
+static void set_io_timeouts(int fd)
+{
+	struct timeval tv = { .tv_sec = IO_TIMEOUT_SECONDS, .tv_usec = 0 };
+	(void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+}
+
+int worker_main(const struct config *c, int listen_fd)
+{
+	sigset_t blocked, waiting;
+	worker_signals(&blocked, &waiting);
+
+	struct store *s = NULL;
+	struct qerr e;
+	qerr_clear(&e);
+	if (store_open(&s, c, &e) < 0) {
+		log_err("worker: cannot open the %s store: %s", c->backend, e.msg);
+		return 75; /* EX_TEMPFAIL: the master retries with back-off */
+	}
+	if (FCGX_Init() != 0) {
+		log_err("worker: FCGX_Init failed");
+		store_close(s);
+		return 70;
+	}
+	FCGX_Request req;
+	if (FCGX_InitRequest(&req, listen_fd, 0) != 0) {
+		log_err("worker: FCGX_InitRequest failed");
+		store_close(s);
+		return 70;
+	}
+
+	int status = 0;
+	while (!stop_requested) {
+		/* A kept-alive connection brings the next request itself. */
+		struct pollfd pfd = { .fd = req.ipcFd >= 0 ? req.ipcFd : listen_fd,
+				      .events = POLLIN };
+		int n = ppoll(&pfd, 1, NULL, &waiting);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			log_err("worker: poll: %s", strerror(errno));
+			status = 1;
+			break;
+		}
+		if (stop_requested)
+			break;
+		int rc = FCGX_Accept_r(&req);
+		if (rc < 0) {
+			/* Another worker took the connection (EAGAIN), or the peer
+			 * left before its request was read: wait again. */
+			if (rc == -EAGAIN || rc == -EWOULDBLOCK || rc == -EINTR ||
+			    rc == -ECONNABORTED || rc == -EPROTO)
+				continue;
+			log_err("worker: FCGX_Accept_r failed: %s",
+				rc > -4096 ? strerror(-rc) : "libfcgi error");
+			status = 1;
+			break;
+		}
+		set_io_timeouts(req.ipcFd);
+		handle_request(s, c, &req);
+		FCGX_Finish_r(&req);
+	}
+	FCGX_Free(&req, 1);
+	store_close(s);
+	return status;
+}
