@@ -158,11 +158,13 @@ static void dedup_rcpt(struct qmeta *m)
 int store_put_commit(struct store_put *p, struct qmeta *m, char ***ids, size_t *nids,
 		     size_t *created, struct qerr *e)
 {
-	struct store *s = p->s;
-	const struct config *c = s->c;
 	*ids = NULL;
 	*nids = 0;
 	*created = 0;
+	if (p == NULL) /* no put was begun: not a single byte arrived */
+		return qerr_input(e, 400, "no message in the body");
+	struct store *s = p->s;
+	const struct config *c = s->c;
 	if (p->size == 0) {
 		store_put_abort(p);
 		return qerr_input(e, 400, "no message in the body");

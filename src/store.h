@@ -118,7 +118,8 @@ int store_put_write(struct store_put *p, const void *data, size_t n, struct qerr
 /* Completes m (message header fields, size, sha256, received_at, policy,
  * the default owner when no recipient is known), derives the entry IDs
  * and commits.  *ids (allocated, *nids of them) name the entries, in the
- * order of m->rcpt.  p is freed whatever happens. */
+ * order of m->rcpt.  p is freed whatever happens; a NULL p (nothing was
+ * written) fails like an empty message, with QERR_INPUT 400. */
 int store_put_commit(struct store_put *p, struct qmeta *m, char ***ids,
 		     size_t *nids, size_t *created, struct qerr *e);
 void store_put_abort(struct store_put *p);

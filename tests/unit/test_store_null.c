@@ -68,6 +68,14 @@ static void test_accepts_and_forgets(void **state)
 	assert_int_equal(e.http, 413);
 	store_put_abort(p);
 
+	/* no put at all is an empty message */
+	char **none = (char **)&c;
+	size_t nnone = 5;
+	assert_int_equal(store_put_commit(NULL, &m, &none, &nnone, &created, &e), -1);
+	assert_int_equal(e.http, 400);
+	assert_null(none);
+	assert_int_equal(nnone, 0);
+
 	struct qentry q;
 	assert_int_equal(store_get(s, ids[0], &q, &e), -1);
 	assert_int_equal(e.cls, QERR_NOTFOUND);
