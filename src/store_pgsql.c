@@ -13,6 +13,7 @@
 #include "store.h"
 
 #include <libpq-fe.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -248,16 +249,41 @@ static int pg_connect(struct pg_state *st, struct qerr *e)
 	return 0;
 }
 
-/* Makes sure there is a usable connection, idle, before a call. */
-static int pg_ready(struct pg_state *st, struct qerr *e)
+/* False if an idle connection is known to be dead: the server sends a
+ * FATAL message and closes when it shuts down or terminates the backend,
+ * which shows up as input waiting on an idle socket. */
+static bool pg_alive(PGconn *c)
 {
-	if (st->conn != NULL && PQstatus(st->conn) != CONNECTION_OK) {
+	struct pollfd pfd = { .fd = PQsocket(c), .events = POLLIN };
+	PGresult *r;
+
+	if (PQstatus(c) != CONNECTION_OK || pfd.fd < 0)
+		return false;
+	if (poll(&pfd, 1, 0) <= 0)
+		return true; /* nothing waiting: as good as we can tell */
+	if (!PQconsumeInput(c) || PQstatus(c) != CONNECTION_OK)
+		return false;
+	while (!PQisBusy(c) && (r = PQgetResult(c)) != NULL)
+		PQclear(r);
+	return PQstatus(c) == CONNECTION_OK;
+}
+
+/* Makes sure there is a usable connection, idle, before a call.  *fresh
+ * (may be NULL) tells whether it was made just now. */
+static int pg_ready_fresh(struct pg_state *st, bool *fresh, struct qerr *e)
+{
+	if (fresh != NULL)
+		*fresh = false;
+	if (st->conn != NULL && !pg_alive(st->conn)) {
+		log_info("pgsql: connection closed by the server; reconnecting");
 		PQfinish(st->conn);
 		st->conn = NULL;
 	}
 	if (st->conn == NULL) {
 		if (pg_connect(st, e) < 0)
 			return -1;
+		if (fresh != NULL)
+			*fresh = true;
 		log_info("pgsql: connected to %s database %s", PQhost(st->conn) ? PQhost(st->conn) : "?",
 			 PQdb(st->conn) ? PQdb(st->conn) : "?");
 	}
@@ -266,6 +292,11 @@ static int pg_ready(struct pg_state *st, struct qerr *e)
 		PQclear(r);
 	}
 	return 0;
+}
+
+static int pg_ready(struct pg_state *st, struct qerr *e)
+{
+	return pg_ready_fresh(st, NULL, e);
 }
 
 /* Connects now, so that a wrong schema stops the start; an unreachable
@@ -443,8 +474,10 @@ static void message_params(const struct qmeta *m, const char *day, const char **
  * finds the entries a previous attempt already stored, and stores the
  * content (unless that day has it), the message and the missing entries. */
 static int put_once(struct pg_state *st, const struct pg_put *p, const struct qmeta *m,
-		    char *const *ids, size_t *created, enum pgsql_errkind *kind, struct qerr *e)
+		    char *const *ids, size_t *created, enum pgsql_errkind *kind, bool *stale,
+		    struct qerr *e)
 {
+	bool fresh;
 	char day[16], key[32], dedup[16];
 	char *idarr = NULL;
 	bool *seen = NULL;
@@ -453,18 +486,23 @@ static int put_once(struct pg_state *st, const struct pg_put *p, const struct qm
 	int rc = -1;
 
 	*kind = PGSQL_ERR_PERM;
+	*stale = false;
 	pgsql_day(m->received_at, day);
-	if (pg_ready(st, e) < 0) {
+	if (pg_ready_fresh(st, &fresh, e) < 0) {
 		*kind = e->cls == QERR_TEMP ? PGSQL_ERR_RECONNECT : PGSQL_ERR_PERM;
 		return -1;
 	}
-	if (ensure_partitions(st, day, kind, e) < 0)
-		return -1;
 	idarr = pgsql_id_array(ids, m->nrcpt);
 	if (idarr == NULL)
 		return qerr_perm(e, "PostgreSQL: malformed entry id");
-	if (pg_cmd(st, "BEGIN", "starting a transaction", kind, e) < 0)
+	/* A connection that fails before the transaction has begun was
+	 * already dead (the server restarted while it was idle): nothing
+	 * of this put reached the server, and a new connection may try. */
+	if (ensure_partitions(st, day, kind, e) < 0 ||
+	    pg_cmd(st, "BEGIN", "starting a transaction", kind, e) < 0) {
+		*stale = !fresh && *kind == PGSQL_ERR_RECONNECT;
 		goto out;
+	}
 
 	snprintf(key, sizeof key, "%lld", (long long)pgsql_lock_key(m->sha256));
 	const char *lv[1] = { key };
@@ -539,7 +577,10 @@ out:
 }
 
 /* Commits the put: one transaction, run again once after a serialization
- * failure, a deadlock or a missing partition. */
+ * failure, a deadlock, a missing partition, or on a new connection when
+ * the old one turned out dead before anything was sent.  A connection
+ * lost in the middle is QERR_TEMP: the client retries, and the retry
+ * finds whatever did commit. */
 static int pg_put_commit(void *put, const struct qmeta *m, char *const *ids,
 			 size_t *created, struct qerr *e)
 {
@@ -560,12 +601,13 @@ static int pg_put_commit(void *put, const struct qmeta *m, char *const *ids,
 		return -1;
 	}
 	for (int attempt = 0; attempt < 3; attempt++) {
-		rc = put_once(st, p, m, ids, created, &kind, e);
+		bool stale = false;
+		rc = put_once(st, p, m, ids, created, &kind, &stale, e);
 		if (rc == 0)
 			break;
 		if (kind == PGSQL_ERR_NOPART)
 			st->parts_day[0] = '\0';
-		else if (kind != PGSQL_ERR_RETRY || attempt > 0)
+		else if (!stale && (kind != PGSQL_ERR_RETRY || attempt > 0))
 			break;
 	}
 	if (rc < 0 && kind == PGSQL_ERR_NOPART)
