@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -69,6 +70,7 @@ static struct old_worker *olds;
 static size_t nolds;
 static bool stopping;
 static sigset_t wait_mask;     /* the mask while waiting: our signals open */
+static pid_t master_pid;
 
 static void on_signal(int sig)
 {
@@ -347,7 +349,10 @@ static void spawn(size_t i)
 	}
 	if (pid == 0) {
 		/* Our signals are still blocked here; the worker installs its
-		 * own handlers before it opens them. */
+		 * own handlers before it opens them.  A master that dies
+		 * without stopping us (SIGKILL) still leaves no worker. */
+		if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != master_pid)
+			_exit(0);
 		free(slots);
 		free(olds);
 		_exit(worker_main(&cfg, listen_fd));
@@ -686,6 +691,7 @@ int main(int argc, char **argv)
 	}
 
 	install_signals();
+	master_pid = getpid();
 	new_generation((size_t)cfg.workers);
 	for (size_t i = 0; i < nslots; i++)
 		spawn(i);
