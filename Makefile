@@ -91,11 +91,49 @@ bench: deps-bench
 fuzz:
 	$(MAKE) -C tests/fuzz
 
+# Installed paths of the programs and the configuration, written into the
+# contrib files (cron line, systemd unit) as they are installed.
+BINDIR ?= $(PREFIX)/bin
+SBINDIR ?= $(PREFIX)/sbin
+DATADIR ?= $(PREFIX)/share/rspamd-quarantine
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
+CRONDIR ?= $(SYSCONFDIR)/cron.d
+LOGROTATEDIR ?= $(SYSCONFDIR)/logrotate.d
+CONFDIR = $(SYSCONFDIR)/rspamd-quarantine
+INSTALL_PATHS = sed -e 's|/usr/sbin/rspamd-quarantined|$(SBINDIR)/rspamd-quarantined|g' \
+	-e 's|/usr/bin/rspamd-quarantine|$(BINDIR)/rspamd-quarantine|g' \
+	-e 's|/etc/rspamd-quarantine/|$(CONFDIR)/|g'
+
+# An existing configuration is kept; the sample then goes beside it.
 install: all
-	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(SYSCONFDIR)/rspamd-quarantine
-	install -m 755 $(DAEMON) $(DESTDIR)$(PREFIX)/sbin/rspamd-quarantined
-	install -m 755 $(CLI) $(DESTDIR)$(PREFIX)/bin/rspamd-quarantine
-	install -m 640 conf/quarantine.conf $(DESTDIR)$(SYSCONFDIR)/rspamd-quarantine/quarantine.conf
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(CONFDIR) \
+		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
+		$(DESTDIR)$(DATADIR) $(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(TMPFILESDIR) \
+		$(DESTDIR)$(CRONDIR) $(DESTDIR)$(LOGROTATEDIR)
+	install -m 755 $(DAEMON) $(DESTDIR)$(SBINDIR)/rspamd-quarantined
+	install -m 755 $(CLI) $(DESTDIR)$(BINDIR)/rspamd-quarantine
+	if [ -e $(DESTDIR)$(CONFDIR)/quarantine.conf ]; then \
+		install -m 640 conf/quarantine.conf $(DESTDIR)$(CONFDIR)/quarantine.conf.sample; \
+		echo "kept $(DESTDIR)$(CONFDIR)/quarantine.conf; the new sample is quarantine.conf.sample"; \
+	else \
+		install -m 640 conf/quarantine.conf $(DESTDIR)$(CONFDIR)/quarantine.conf; \
+	fi
+	install -m 644 man/rspamd-quarantine.1 $(DESTDIR)$(MANDIR)/man1/rspamd-quarantine.1
+	install -m 644 man/rspamd-quarantine.conf.5 $(DESTDIR)$(MANDIR)/man5/rspamd-quarantine.conf.5
+	install -m 644 man/rspamd-quarantined.8 $(DESTDIR)$(MANDIR)/man8/rspamd-quarantined.8
+	install -m 755 contrib/release-mail.sh $(DESTDIR)$(DATADIR)/release-mail.sh
+	$(INSTALL_PATHS) contrib/systemd/rspamd-quarantined.service > $(DESTDIR)$(SYSTEMDUNITDIR)/rspamd-quarantined.service
+	chmod 644 $(DESTDIR)$(SYSTEMDUNITDIR)/rspamd-quarantined.service
+	install -m 644 contrib/systemd/rspamd-quarantined.socket $(DESTDIR)$(SYSTEMDUNITDIR)/rspamd-quarantined.socket
+	install -m 644 contrib/tmpfiles.d/rspamd-quarantine.conf $(DESTDIR)$(TMPFILESDIR)/rspamd-quarantine.conf
+	$(INSTALL_PATHS) contrib/cron.d/rspamd-quarantine > $(DESTDIR)$(CRONDIR)/rspamd-quarantine
+	chmod 644 $(DESTDIR)$(CRONDIR)/rspamd-quarantine
+	install -m 644 contrib/logrotate/rspamd-quarantine $(DESTDIR)$(LOGROTATEDIR)/rspamd-quarantine
+	for f in $$(find contrib/nginx contrib/rspamd -type f 2>/dev/null | sort); do \
+		d=$(DESTDIR)$(DATADIR)/$${f#contrib/}; d=$${d%/*}; \
+		install -d "$$d" && install -m 644 "$$f" "$$d/" || exit 1; \
+	done
 
 clean:
 	rm -rf build build-san
