@@ -170,12 +170,16 @@ int cmd_list(struct cli *c, int argc, char **argv)
 		return rc;
 	int r = store_list(s, &f, list_one, &st, &e);
 	buf_free(&st.line);
-	if (st.json)
-		fputs(st.count ? "\n]\n" : "[]\n", stdout);
 	if (r < 0) {
+		/* A failed listing is left unterminated (not valid JSON), so that
+		 * no script takes part of the quarantine for all of it. */
+		if (st.count)
+			fputc('\n', stdout);
 		cli_error("list: %s", e.msg);
 		return cli_exit_code(&e);
 	}
+	if (st.json)
+		fputs(st.count ? "\n]\n" : "[]\n", stdout);
 	return CLI_OK;
 }
 
