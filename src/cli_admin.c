@@ -149,8 +149,11 @@ int cmd_expire(struct cli *c, int argc, char **argv)
 		log_info("expired: %" PRIu64 " entries, %" PRIu64 " messages, %" PRIu64 " bytes",
 			 r.entries, r.messages, r.bytes);
 	if (!quiet || o.dry_run)
-		printf("%s %" PRIu64 " entries, %" PRIu64 " messages, %" PRIu64 " bytes\n",
-		       o.dry_run ? "would expire" : "expired", r.entries, r.messages, r.bytes);
+		printf("%s %" PRIu64 " %s, %" PRIu64 " %s, %" PRIu64 " %s\n",
+		       o.dry_run ? "would expire" : "expired", r.entries,
+		       r.entries == 1 ? "entry" : "entries", r.messages,
+		       r.messages == 1 ? "message" : "messages", r.bytes,
+		       r.bytes == 1 ? "byte" : "bytes");
 	return CLI_OK;
 }
 

@@ -559,16 +559,16 @@ class CliTest(unittest.TestCase):
         self.at(T0 + 45 * DAY)
 
         out = self.ok("expire", "--older-than", "30d", "--dry-run").decode()
-        self.assertIn("would expire 1 entries, 1 messages, %d bytes" % len(plain), out)
+        self.assertIn("would expire 1 entry, 1 message, %d bytes" % len(plain), out)
         self.assertEqual(len(self.entries()), 4)
 
         out = self.ok("expire", "--older-than", "30d").decode()
-        self.assertIn("expired 1 entries, 1 messages, %d bytes" % len(plain), out)
+        self.assertIn("expired 1 entry, 1 message, %d bytes" % len(plain), out)
         self.assertEqual({e["qid"] for e in self.entries("--status", "all")},
                          {"4XYZ789", "4LF0001"})
 
         out = self.ok("expire", "--older-than", "1w").decode()
-        self.assertIn("expired 2 entries, 1 messages, %d bytes" % len(body_of(F_UTF8)), out)
+        self.assertIn("expired 2 entries, 1 message, %d bytes" % len(body_of(F_UTF8)), out)
         self.assertEqual([e["qid"] for e in self.entries("--status", "all")], ["4LF0001"])
 
         # Nothing old enough: nothing removed, quiet stays quiet.
@@ -594,14 +594,14 @@ class CliTest(unittest.TestCase):
                   qid="A3")
 
         out = self.ok("expire", "--max-bytes-per-rcpt", "500", "--dry-run").decode()
-        self.assertIn("would expire 1 entries, 1 messages, 189 bytes", out)
+        self.assertIn("would expire 1 entry, 1 message, 189 bytes", out)
         out = self.ok("expire", "--max-bytes-per-rcpt", "500").decode()
-        self.assertIn("expired 1 entries, 1 messages, 189 bytes", out)
+        self.assertIn("expired 1 entry, 1 message, 189 bytes", out)
         self.assertEqual([e["qid"] for e in self.entries("--rcpt", "a@example.net")],
                          ["A3", "A2"])
 
         out = self.ok("expire", "--max-per-rcpt", "1").decode()
-        self.assertIn("expired 1 entries, 1 messages, 130 bytes", out)
+        self.assertIn("expired 1 entry, 1 message, 130 bytes", out)
         self.assertEqual([e["qid"] for e in self.entries("--rcpt", "a@example.net")], ["A3"])
         self.assertEqual(len(self.entries("--rcpt", "bob@example.net")), 1)
         self.assertEqual(len(self.entries("--rcpt", "carol@example.net")), 1)
