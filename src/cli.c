@@ -18,6 +18,16 @@
 
 #include "log.h"
 
+/* Built with AddressSanitizer (gcc defines the first, clang answers the
+ * second)? */
+#if defined(__SANITIZE_ADDRESS__)
+#define RQ_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define RQ_ASAN 1
+#endif
+#endif
+
 static const char usage_text[] =
 	"usage: " CLI_NAME " [-c FILE] COMMAND [ARGS]\n"
 	"\n"
@@ -365,6 +375,11 @@ int main(int argc, char **argv)
 		store_close(c.store);
 	if (c.cfg_loaded)
 		config_free(&c.cfg);
+#ifdef RQ_ASAN
+	/* The leak checker inspects the process at exit, which it can only
+	 * do with the ids it started with: sanitizer builds only. */
+	(void)cli_restore_privileges(&c);
+#endif
 	free(c.saved_groups);
 	log_close();
 	return rc;
