@@ -555,6 +555,17 @@ static void remove_socket(void)
 	created_socket = NULL;
 }
 
+/* A start-up failure: logged, and on the terminal too when the log goes
+ * to syslog, so whoever started the daemon sees why it did not start. */
+static int start_failed(const char *what, const struct qerr *e)
+{
+	log_err("%s%s", what, e->msg);
+	if (strcmp(cfg.log, "syslog") == 0)
+		fprintf(stderr, PROG ": %s%s\n", what, e->msg);
+	remove_socket();
+	return 1;
+}
+
 static void install_signals(void)
 {
 	sigset_t ours;
@@ -679,16 +690,10 @@ int main(int argc, char **argv)
 			 cfg.user, (long)getuid());
 
 	listen_fd = open_listener(&ids, &e);
-	if (listen_fd < 0) {
-		log_err("cannot listen: %s", e.msg);
-		remove_socket();
-		return 1;
-	}
-	if (root && drop_privileges(&ids, &e) < 0) {
-		log_err("%s", e.msg);
-		remove_socket();
-		return 1;
-	}
+	if (listen_fd < 0)
+		return start_failed("cannot listen: ", &e);
+	if (root && drop_privileges(&ids, &e) < 0)
+		return start_failed("", &e);
 
 	install_signals();
 	master_pid = getpid();
