@@ -7,6 +7,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <grp.h>
 #include <pwd.h>
@@ -299,6 +300,22 @@ int cli_open_store(struct cli *c, struct store **s)
 	return 0;
 }
 
+/* Started with stdin, stdout or stderr closed, a file we open would take
+ * its number and then receive what was meant for it (or, for a release,
+ * be replaced in sendmail's place): keep the three taken. */
+static void keep_std_fds(void)
+{
+	for (int fd = 0; fd < 3; fd++) {
+		if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF)
+			continue;
+		int n = open("/dev/null", O_RDWR);
+		if (n >= 0 && n != fd) {
+			dup2(n, fd);
+			close(n);
+		}
+	}
+}
+
 /* `help` as a command, for those who type it. */
 static int cmd_help(struct cli *c, int argc, char **argv)
 {
@@ -332,6 +349,7 @@ int main(int argc, char **argv)
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
+	keep_std_fds();
 	struct cli c;
 	memset(&c, 0, sizeof c);
 	c.config_path = DEFAULT_CONFIG_PATH;
