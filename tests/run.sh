@@ -94,37 +94,37 @@ for t in "$B"/tests/test_*; do
 	case $t in *.o | *.d | *.c) continue ;; esac
 	units=$((units + 1))
 	n=$((n + 1))
-	name=$(basename "$t")
-	log="$logdir/$n.log"
-	timeout -k 10 "$UNIT_TIMEOUT" "$t" >"$log" 2>&1 </dev/null
-	count_unit "$name" "$log" $?
+	unit_name=$(basename "$t")
+	unit_log="$logdir/$n.log"
+	timeout -k 10 "$UNIT_TIMEOUT" "$t" >"$unit_log" 2>&1 </dev/null
+	count_unit "$unit_name" "$unit_log" $?
 done
 [ "$units" = 0 ] && echo "unit: no test binaries in $B/tests"
 
 # ---- integration tests
 # run_py FILE LABEL [VAR=VALUE...]: one integration file.
 run_py() {
-	file=$1
-	label=$2
+	py_file=$1
+	py_label=$2
 	shift 2
 	n=$((n + 1))
-	log="$logdir/$n.log"
-	env "$@" timeout -k 10 "$INTEGRATION_TIMEOUT" "$PYTHON" "$file" >"$log" 2>&1 </dev/null
-	count_integration "$label" "$log" $?
+	py_log="$logdir/$n.log"
+	env "$@" timeout -k 10 "$INTEGRATION_TIMEOUT" "$PYTHON" "$py_file" >"$py_log" 2>&1 </dev/null
+	count_integration "$py_label" "$py_log" $?
 }
 
-for f in tests/integration/test_*.py; do
-	[ -f "$f" ] || continue
-	name=$(basename "$f")
-	case $name in
+for pyfile in tests/integration/test_*.py; do
+	[ -f "$pyfile" ] || continue
+	pyname=$(basename "$pyfile")
+	case $pyname in
 	test_ingest.py)
-		run_py "$f" "$name (file)" RQ_BACKEND=file
+		run_py "$pyfile" "$pyname (file)" RQ_BACKEND=file
 		if [ -f tests/integration/pgcluster.py ]; then
-			run_py "$f" "$name (pgsql)" RQ_BACKEND=pgsql
+			run_py "$pyfile" "$pyname (pgsql)" RQ_BACKEND=pgsql
 		fi
 		;;
 	*)
-		run_py "$f" "$name" RQ_BACKEND=file
+		run_py "$pyfile" "$pyname" RQ_BACKEND=file
 		;;
 	esac
 done
