@@ -16,8 +16,9 @@ set -eu
 cd "$(dirname "$0")/.."
 top=$(pwd)
 B=${B:-build}
-daemon="$top/$B/rspamd-quarantined"
-cli="$top/$B/rspamd-quarantine"
+case $B in /*) ;; *) B="$top/$B" ;; esac
+daemon="$B/rspamd-quarantined"
+cli="$B/rspamd-quarantine"
 block="$top/contrib/nginx/rspamd-quarantine.conf"
 [ -x "$daemon" ] || { echo "run: $daemon is not built (make all)" >&2; exit 1; }
 command -v nginx >/dev/null 2>&1 || { echo "run: nginx is not installed" >&2; exit 1; }
