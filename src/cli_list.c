@@ -16,9 +16,9 @@ static const char list_usage[] =
 	"usage: " CLI_NAME " [-c FILE] list [--rcpt ADDR] [--from ADDR] [--qid QID]\n"
 	"       [--symbol NAME] [--since TIME] [--until TIME] [--status STATUS]\n"
 	"       [--limit N] [--json]\n"
-	"Entries, newest first.  STATUS: quarantined, released, deleted or all\n"
-	"(default: all but deleted).  TIME: RFC 3339, YYYY-MM-DD, @SECONDS, or a\n"
-	"duration ago such as 2d.\n";
+	"Entries, newest first.  STATUS: quarantined, released, deleted, or any\n"
+	"(the default: every entry that is not deleted).  TIME: RFC 3339,\n"
+	"YYYY-MM-DD, @SECONDS, or a duration ago such as 2d.\n";
 
 static const char stats_usage[] =
 	"usage: " CLI_NAME " [-c FILE] stats [--json]\n"
@@ -143,7 +143,7 @@ int cmd_list(struct cli *c, int argc, char **argv)
 				f.status = (int)s;
 			else
 				return cli_usage_error("list",
-						       "--status: unknown status '%.40s' (quarantined, released, deleted, all)",
+						       "--status: unknown status '%.40s' (quarantined, released, deleted, any)",
 						       optarg);
 			break;
 		}

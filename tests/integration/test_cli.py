@@ -173,7 +173,7 @@ class CliTest(unittest.TestCase):
 
     def entry(self, rcpt, qid=None):
         """The one entry of rcpt (of message qid)."""
-        args = ["--rcpt", rcpt, "--status", "all"]
+        args = ["--rcpt", rcpt, "--status", "any"]
         if qid:
             args += ["--qid", qid]
         found = self.entries(*args)
@@ -335,7 +335,7 @@ class CliTest(unittest.TestCase):
         self.at(T0)
         for name in (F_PLAIN, F_UTF8, F_NOENV, F_BIG, F_LF):
             body = self.post(name)
-            for e in self.entries("--status", "all"):
+            for e in self.entries("--status", "any"):
                 if e["size"] == len(body):
                     out = self.ok("cat", e["id"])
                     self.assertEqual(out, body, "cat of %s differs" % name)
@@ -544,7 +544,7 @@ class CliTest(unittest.TestCase):
         self.assertTrue(all(ln.startswith(PREFIX) for ln in lines))
         self.assertIn(unknown, lines[0])
         self.assertIn("not-an-id", lines[1])
-        self.assertEqual(self.entries("--status", "all"), [])
+        self.assertEqual(self.entries("--status", "any"), [])
         self.assertEqual(self.stats()["messages"], 0)
 
     # ------------------------------------------------------------ expire
@@ -564,12 +564,12 @@ class CliTest(unittest.TestCase):
 
         out = self.ok("expire", "--older-than", "30d").decode()
         self.assertIn("expired 1 entry, 1 message, %d bytes" % len(plain), out)
-        self.assertEqual({e["qid"] for e in self.entries("--status", "all")},
+        self.assertEqual({e["qid"] for e in self.entries("--status", "any")},
                          {"4XYZ789", "4LF0001"})
 
         out = self.ok("expire", "--older-than", "1w").decode()
         self.assertIn("expired 2 entries, 1 message, %d bytes" % len(body_of(F_UTF8)), out)
-        self.assertEqual([e["qid"] for e in self.entries("--status", "all")], ["4LF0001"])
+        self.assertEqual([e["qid"] for e in self.entries("--status", "any")], ["4LF0001"])
 
         # Nothing old enough: nothing removed, quiet stays quiet.
         rc, out, err = self.cli("expire", "--older-than", "2d", "--quiet")
@@ -579,7 +579,7 @@ class CliTest(unittest.TestCase):
         lf = self.entries()[0]["id"]
         self.ok("release", lf)
         self.ok("expire", "--older-than", "12h")
-        self.assertEqual(self.entries("--status", "all"), [])
+        self.assertEqual(self.entries("--status", "any"), [])
         self.assertEqual(self.stats()["bytes"], 0)
 
     def test_expire_per_recipient(self):
@@ -656,7 +656,7 @@ class CliTest(unittest.TestCase):
         p = subprocess.run(["/bin/sh", "-c", command], capture_output=True, timeout=60)
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual((p.stdout, p.stderr), (b"", b""))
-        self.assertEqual([e["qid"] for e in self.entries("--status", "all")], ["4LF0001"])
+        self.assertEqual([e["qid"] for e in self.entries("--status", "any")], ["4LF0001"])
 
     def daemon_conf(self):
         if self.daemon is None:
