@@ -197,6 +197,15 @@ static int pg_setup(struct pg_state *st, struct qerr *e)
 		return -1;
 	}
 	PQclear(r);
+	/* A put stuck behind a lock helps nobody (Rspamd gave up after 5 s
+	 * and the MTA will retry): bound lock waits unless the operator
+	 * chose a bound (PGOPTIONS, the role's or database's settings). */
+	r = PQexec(st->conn, "SHOW lock_timeout");
+	bool unbounded = r != NULL && PQresultStatus(r) == PGRES_TUPLES_OK &&
+			 PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "0") == 0;
+	PQclear(r);
+	if (unbounded && pg_cmd(st, "SET lock_timeout = '30s'", "session setup", &kind, e) < 0)
+		return -1;
 
 	for (size_t i = 0; i < sizeof stmts / sizeof stmts[0]; i++) {
 		struct buf sql = { 0 };

@@ -292,7 +292,7 @@ class PgCluster:
         """Ends every client connection but the one asking; returns how many."""
         out = self.psql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                         "WHERE backend_type = 'client backend' "
-                        "AND pid <> pg_backend_pid();")
+                        "AND pid <> pg_backend_pid();", dbname="postgres")
         return int(out.strip() or 0)
 
 
