@@ -73,6 +73,7 @@ static void verror(const char *fmt, va_list ap)
 	fflush(stderr);
 }
 
+/* The one way commands report a failure to the operator. */
 void cli_error(const char *fmt, ...)
 {
 	va_list ap;
@@ -81,6 +82,7 @@ void cli_error(const char *fmt, ...)
 	va_end(ap);
 }
 
+/* A wrong command line: the error points at the command's --help. */
 int cli_usage_error(const char *cmd, const char *fmt, ...)
 {
 	char msg[768];
@@ -110,11 +112,13 @@ int cli_option_error(const char *cmd, int ret, char **argv)
 	return cli_usage_error(cmd, "unknown option %s", opt);
 }
 
+/* Bad arguments are usage errors; everything else is a refusal. */
 int cli_exit_code(const struct qerr *e)
 {
 	return e->cls == QERR_INPUT ? CLI_USAGE : CLI_FAIL;
 }
 
+/* Malformed IDs are refused before any backend sees them. */
 int cli_check_id(const char *cmd, const char *id)
 {
 	if (store_id_valid(id))
@@ -123,6 +127,7 @@ int cli_check_id(const char *cmd, const char *id)
 	return CLI_FAIL;
 }
 
+/* A full disk or closed pipe on stdout must not pass for success. */
 int cli_finish_output(int rc)
 {
 	if (fflush(stdout) != 0 || ferror(stdout)) {
@@ -174,6 +179,8 @@ static size_t display_char(struct buf *b, const unsigned char *s, size_t n)
 	return len;
 }
 
+/* Stored text can hold anything a spammer wrote: it reaches the
+ * terminal without escapes and within its column. */
 void cli_append_display(struct buf *b, const char *str, size_t width)
 {
 	const unsigned char *s = (const unsigned char *)(str ? str : "");
@@ -259,6 +266,8 @@ static int drop_privileges(struct cli *c)
 	return rc;
 }
 
+/* Runs in a child only: the releasing operator's sendmail runs as the
+ * operator, who may be the only one allowed to set the sender. */
 int cli_restore_privileges(const struct cli *c)
 {
 	if (!c->dropped)
@@ -269,6 +278,8 @@ int cli_restore_privileges(const struct cli *c)
 	return 0;
 }
 
+/* Commands that need the store call this first, and only then: help and
+ * usage errors work without a readable configuration. */
 int cli_open_store(struct cli *c, struct store **s)
 {
 	if (c->store) {
@@ -341,6 +352,7 @@ static const struct {
 	{ "help", cmd_help },
 };
 
+/* Global options, then the command, which parses the rest itself. */
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {

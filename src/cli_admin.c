@@ -37,6 +37,7 @@ static const char hash_usage[] =
 	"Reads a password on standard input (without echo on a terminal) and prints\n"
 	"its crypt(3) hash, for the key auth_password_hash.\n";
 
+/* Deletes what it can: one unknown ID does not stop the others. */
 int cmd_delete(struct cli *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -84,6 +85,7 @@ int cmd_delete(struct cli *c, int argc, char **argv)
 	return rc;
 }
 
+/* Retention by age and per-recipient limits, run by cron nightly. */
 int cmd_expire(struct cli *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -197,6 +199,8 @@ static int read_secret(const char *prompt, char *out, size_t size)
 	return r;
 }
 
+/* Makes the value of auth_password_hash without the password ever
+ * appearing on a command line or in the shell's history. */
 int cmd_hash_password(struct cli *c, int argc, char **argv)
 {
 	static const struct option opts[] = {

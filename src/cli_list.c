@@ -94,6 +94,7 @@ static int list_one(const struct qentry *e, void *arg)
 	return ferror(stdout) ? 1 : 0;
 }
 
+/* Finds entries: text for people, JSON for scripts. */
 int cmd_list(struct cli *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -199,6 +200,7 @@ static void human_size(uint64_t n, char out[32])
 		snprintf(out, 32, "%.1f %s", v, unit[u]);
 }
 
+/* How much the quarantine holds, for monitoring and capacity. */
 int cmd_stats(struct cli *c, int argc, char **argv)
 {
 	static const struct option opts[] = {

@@ -194,6 +194,7 @@ static int run_sendmail(const struct cli *c, const char *sender, const char *rcp
 	return 0;
 }
 
+/* Sends one entry's message on; the entry changes only on success. */
 int cmd_release(struct cli *c, int argc, char **argv)
 {
 	static const struct option opts[] = {

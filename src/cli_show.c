@@ -169,6 +169,7 @@ static void show_text(const struct qentry *e)
 	buf_free(&b);
 }
 
+/* Everything known about one entry, to decide what to do with it. */
 int cmd_show(struct cli *c, int argc, char **argv)
 {
 	const char *id = NULL;
@@ -219,6 +220,7 @@ static int cat_data(const void *p, size_t n, void *arg)
 	return 0;
 }
 
+/* The message as received, for a mail reader or a scanner. */
 int cmd_cat(struct cli *c, int argc, char **argv)
 {
 	const char *id = NULL;
