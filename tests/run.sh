@@ -20,7 +20,7 @@ PYTHON=${PYTHON:-python3}
 UNIT_TIMEOUT=${UNIT_TIMEOUT:-300}
 INTEGRATION_TIMEOUT=${INTEGRATION_TIMEOUT:-1200}
 
-unset CMOCKA_MESSAGE_OUTPUT CMOCKA_XML_FILE
+unset CMOCKA_MESSAGE_OUTPUT CMOCKA_XML_FILE RQ_BACKEND
 if [ "$SAN" = 1 ]; then
 	export ASAN_OPTIONS="${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}"
 	export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
@@ -124,7 +124,7 @@ for pyfile in tests/integration/test_*.py; do
 		fi
 		;;
 	*)
-		run_py "$pyfile" "$pyname" RQ_BACKEND=file
+		run_py "$pyfile" "$pyname"
 		;;
 	esac
 done
