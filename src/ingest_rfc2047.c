@@ -237,7 +237,8 @@ char *rfc2047_decode(const char *in, size_t len)
 		if (!same) {
 			/* Move the new bytes aside, finish the previous run. */
 			struct buf fresh = { 0 };
-			buf_append(&fresh, run.bytes.data + mark, run.bytes.len - mark);
+			if (run.bytes.len > mark)
+				buf_append(&fresh, run.bytes.data + mark, run.bytes.len - mark);
 			run.bytes.len = mark;
 			run_flush(&out, &run);
 			if (!joinable)
