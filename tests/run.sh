@@ -43,8 +43,9 @@ show() {
 
 # count_unit NAME LOG RC: adds a cmocka binary's counts.
 count_unit() {
-	p=$(sed -n 's/^\[  PASSED  \] \([0-9][0-9]*\) test.*/\1/p' "$2" | tail -n 1)
-	f=$(sed -n 's/^\[  FAILED  \] \([0-9][0-9]*\) test.*/\1/p' "$2" | tail -n 1)
+	# one summary per group: add them up
+	p=$(sed -n 's/^\[  PASSED  \] \([0-9][0-9]*\) test.*/\1/p' "$2" | awk '{ n += $1 } END { print n + 0 }')
+	f=$(sed -n 's/^\[  FAILED  \] \([0-9][0-9]*\) test.*/\1/p' "$2" | awk '{ n += $1 } END { print n + 0 }')
 	p=${p:-0}
 	f=${f:-0}
 	if [ "$p" = 0 ] && [ "$f" = 0 ]; then
