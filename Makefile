@@ -88,8 +88,27 @@ bench: deps-bench
 	$(MAKE) all
 	B=$(B) sh bench/run.sh
 
+# libFuzzer harnesses (clang, ASan + UBSan; see tests/fuzz/README.md).
+# `make fuzz` runs each for FUZZ_TIME seconds, keeping what it finds new
+# in tests/fuzz/build/; `make fuzz-check` runs each over its committed
+# corpus plus a short fresh run and fails on any finding.
+FUZZ_TIME ?= 30
 fuzz:
-	$(MAKE) -C tests/fuzz
+	$(MAKE) -C tests/fuzz run FUZZ_TIME=$(FUZZ_TIME)
+
+fuzz-check:
+	$(MAKE) -C tests/fuzz check
+
+# Memcheck over every unit test binary (slow): any error or leak fails.
+VALGRIND = valgrind -q --leak-check=full --error-exitcode=1 --suppressions=tests/valgrind.supp
+check-valgrind:
+	@if [ "$(SAN)" = 1 ]; then echo "check-valgrind needs a build without SAN=1"; exit 2; fi
+	$(MAKE) unit-bins
+	@fail=0; log=$$(mktemp); \
+	for t in $(UNIT_BIN); do \
+		if $(VALGRIND) $$t >$$log 2>&1 </dev/null; then echo "valgrind $$t: ok"; \
+		else echo "valgrind $$t: FAILED"; cat $$log; fail=1; fi; \
+	done; rm -f $$log; exit $$fail
 
 # Installed paths of the programs and the configuration, written into the
 # contrib files (cron line, systemd unit) as they are installed.
@@ -138,4 +157,4 @@ install: all
 clean:
 	rm -rf build build-san
 
-.PHONY: all check run bench fuzz install clean unit-bins deps-build deps-check deps-run deps-bench
+.PHONY: all check run bench fuzz fuzz-check check-valgrind install clean unit-bins deps-build deps-check deps-run deps-bench
