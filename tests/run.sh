@@ -130,6 +130,47 @@ for pyfile in tests/integration/test_*.py; do
 	esac
 done
 
+# ---- fuzz regression (tests/fuzz/; owned with the harnesses)
+# Each libFuzzer harness replays its committed corpus and then fuzzes
+# fresh inputs for FUZZ_CHECK_TIME seconds: one test per harness.  Needs
+# clang with libFuzzer; RQ_FUZZ=0 leaves the stage out.
+FUZZ_CHECK_TIME=${FUZZ_CHECK_TIME:-4}
+if [ "${RQ_FUZZ:-1}" = 0 ]; then
+	echo "fuzz: left out (RQ_FUZZ=0)"
+elif ! command -v "${CLANG:-clang}" >/dev/null 2>&1; then
+	echo "fuzz: skipped, no clang"
+	skipped=$((skipped + 1))
+else
+	n=$((n + 1))
+	fuzz_log="$logdir/$n.log"
+	if ! make -C tests/fuzz all >"$fuzz_log" 2>&1 </dev/null; then
+		failed=$((failed + 1))
+		failures="$failures fuzz-build"
+		echo "fuzz build: failed"
+		show "fuzz build" "$fuzz_log"
+	else
+		for fuzz_src in tests/fuzz/fuzz_*.c; do
+			fuzz_name=$(basename "$fuzz_src" .c)
+			fuzz_name=${fuzz_name#fuzz_}
+			n=$((n + 1))
+			fuzz_log="$logdir/$n.log"
+			timeout -k 10 $((FUZZ_CHECK_TIME + 60)) make -C tests/fuzz \
+				"check-$fuzz_name" CHECK_TIME="$FUZZ_CHECK_TIME" >"$fuzz_log" 2>&1 </dev/null
+			fuzz_rc=$?
+			fuzz_runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$fuzz_log" | tail -n 1)
+			if [ "$fuzz_rc" = 0 ]; then
+				passed=$((passed + 1))
+				echo "fuzz $fuzz_name: passed (${fuzz_runs:-?} runs, exit 0)"
+			else
+				failed=$((failed + 1))
+				failures="$failures fuzz_$fuzz_name"
+				echo "fuzz $fuzz_name: failed (exit $fuzz_rc)"
+				show "fuzz_$fuzz_name" "$fuzz_log"
+			fi
+		done
+	fi
+fi
+
 total=$((passed + failed))
 echo
 if [ -n "$failures" ]; then
