@@ -118,11 +118,10 @@ for pyfile in tests/integration/test_*.py; do
 	[ -f "$pyfile" ] || continue
 	pyname=$(basename "$pyfile")
 	case $pyname in
-	test_ingest.py)
+	# The suites that hold for every backend run once per backend.
+	test_ingest.py | test_cli.py)
 		run_py "$pyfile" "$pyname (file)" RQ_BACKEND=file
-		if [ -f tests/integration/pgcluster.py ]; then
-			run_py "$pyfile" "$pyname (pgsql)" RQ_BACKEND=pgsql
-		fi
+		run_py "$pyfile" "$pyname (pgsql)" RQ_BACKEND=pgsql
 		;;
 	*)
 		run_py "$pyfile" "$pyname"
