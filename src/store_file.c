@@ -11,6 +11,11 @@
  *                                    byte outside [a-z0-9.+_-] %XX-encoded)
  *       <id>.eml                     the message bytes, hard-linked: a
  *                                    POST to N recipients stores one inode
+ *       <id>.eml.gz                  instead of <id>.eml with compress = gzip:
+ *                                    the bytes as one gzip member (zcat
+ *                                    gives them back); the name alone says
+ *                                    which form an entry has, so a store
+ *                                    may hold both
  *       <id>.json                    the entry's metadata (the JSON form of
  *                                    record.h); written last, it is the
  *                                    commit marker
@@ -38,6 +43,12 @@
  * temporary files and orphaned .eml files (older than an hour) in the
  * user directories.
  *
+ * With compress = gzip the upload is deflated as it streams in (gzip
+ * format, fixed memory whatever the message size) and read_content
+ * inflates it, so readers get the original bytes; the metadata's size and
+ * SHA-256 are those of the original bytes.  Statistics and expire count
+ * the bytes on disk.
+ *
  * No name from input is used as a path: recipients go through
  * addr_path(), IDs are checked hex, and every file or directory is opened
  * relative to a directory descriptor with O_NOFOLLOW.
@@ -57,6 +68,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "addr_path.h"
 #include "config.h"
@@ -68,17 +80,22 @@
 #define TMP_PREFIX ".tmp."
 #define DIR_FLAGS (O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
 #define REL_MAX (2 * ADDR_PATH_COMPONENT_MAX + 2)
+#define GZ_LEVEL 1               /* most of the saving on mail, at the least CPU */
+#define GZ_OUT 65536             /* deflate output collected before a write */
 
 struct fstore {
 	char *root;
 	int rootfd, tmpfd, usersfd, idsfd;
 	unsigned long counter;
+	bool gzip;  /* compress = gzip: new content is stored deflated */
 };
 
 struct fput {
 	struct fstore *fs;
 	int fd;
 	char name[80];
+	z_stream *z;          /* deflating into fd, or NULL */
+	unsigned char *zout;  /* GZ_OUT bytes of deflate output */
 };
 
 /* An I/O failure: temporary, since a retry may find space or a disk. */
@@ -121,6 +138,30 @@ static bool is_entry_file(const char *name, const char *suffix)
 	size_t n = strlen(name);
 	return n == ENTRY_ID_LEN + strlen(suffix) && strcmp(name + ENTRY_ID_LEN, suffix) == 0 &&
 	       is_hex_id(name, ENTRY_ID_LEN);
+}
+
+/* The content file of entry id, plain or compressed (out: ENTRY_ID_LEN + 8). */
+static void content_name(char *out, size_t len, const char *id, bool gz)
+{
+	snprintf(out, len, "%s%s", id, gz ? ".eml.gz" : ".eml");
+}
+
+/* Finds entry id's content in either form: 0 with its name and stat, or
+ * -1 with errno (ENOENT if there is none). */
+static int find_content(int ufd, const char *id, char *name, size_t len, struct stat *st)
+{
+	for (int gz = 0; gz <= 1; gz++) {
+		content_name(name, len, id, gz);
+		if (fstatat(ufd, name, st, AT_SYMLINK_NOFOLLOW) == 0) {
+			if (S_ISREG(st->st_mode))
+				return 0;
+			errno = EINVAL;
+			return -1;
+		}
+		if (errno != ENOENT)
+			return -1;
+	}
+	return -1;
 }
 
 /* A path component we generated: not empty, not a dot name, no slash. */
@@ -399,6 +440,7 @@ static int file_open(void **state, const struct config *c, struct qerr *e)
 		return -1;
 	struct fstore *fs = xcalloc(1, sizeof *fs);
 	fs->root = xstrdup(c->file_root);
+	fs->gzip = c->compress != NULL && strcmp(c->compress, "gzip") == 0;
 	fs->tmpfd = fs->usersfd = fs->idsfd = -1;
 	fs->rootfd = open(c->file_root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fs->rootfd < 0) {
@@ -436,13 +478,60 @@ static int file_put_begin(void *state, void **put, struct qerr *e)
 		free(p);
 		return -1;
 	}
+	if (fs->gzip) {
+		p->z = xcalloc(1, sizeof *p->z);
+		/* windowBits 15 + 16: a gzip header and trailer, so zcat reads it */
+		if (deflateInit2(p->z, GZ_LEVEL, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) !=
+		    Z_OK) {
+			free(p->z);
+			p->z = NULL;
+			close(p->fd);
+			unlinkat(fs->tmpfd, p->name, 0);
+			free(p);
+			return qerr_temp(e, "file store: cannot start compression");
+		}
+		p->zout = xmalloc(GZ_OUT);
+	}
 	*put = p;
 	return 0;
+}
+
+/* Runs deflate over the input set in p->z (flush: Z_NO_FLUSH or
+ * Z_FINISH), writing its output whenever the buffer fills. */
+static int gz_pump(struct fput *p, int flush, struct qerr *e)
+{
+	z_stream *z = p->z;
+	for (;;) {
+		z->next_out = p->zout;
+		z->avail_out = GZ_OUT;
+		int zr = deflate(z, flush);
+		if (zr == Z_STREAM_ERROR)
+			return qerr_temp(e, "file store: compression failed");
+		size_t have = GZ_OUT - z->avail_out;
+		if (have > 0 && write_full(p->fd, p->zout, have) < 0)
+			return io_err(e, "cannot write tmp/", p->name);
+		if (flush == Z_FINISH ? zr == Z_STREAM_END : z->avail_out != 0)
+			return 0;
+	}
 }
 
 static int file_put_write(void *put, const void *data, size_t n, struct qerr *e)
 {
 	struct fput *p = put;
+	if (p->z) {
+		/* avail_in is 32 bits: feed large pieces in slices */
+		const unsigned char *d = data;
+		while (n > 0) {
+			size_t k = n > (1u << 30) ? (1u << 30) : n;
+			p->z->next_in = (unsigned char *)d;
+			p->z->avail_in = (uInt)k;
+			if (gz_pump(p, Z_NO_FLUSH, e) < 0)
+				return -1;
+			d += k;
+			n -= k;
+		}
+		return 0;
+	}
 	if (write_full(p->fd, data, n) < 0)
 		return io_err(e, "cannot write tmp/", p->name);
 	return 0;
@@ -453,6 +542,11 @@ static void put_free(struct fput *p)
 	if (p->fd >= 0)
 		close(p->fd);
 	unlinkat(p->fs->tmpfd, p->name, 0);
+	if (p->z) {
+		deflateEnd(p->z);
+		free(p->z);
+	}
+	free(p->zout);
 	free(p);
 }
 
@@ -467,6 +561,7 @@ struct made {
 	char rel[REL_MAX];
 	const char *id;
 	char jtmp[64];  /* the metadata under its temporary name */
+	bool gz;        /* the content is <id>.eml.gz */
 	bool skip;      /* the entry existed before */
 	bool eml, link, tmp, json;
 };
@@ -484,7 +579,7 @@ static void rollback(struct fstore *fs, struct made *mk, size_t n)
 				unlinkat(ufd, name, 0);
 			}
 			if (w->eml) {
-				snprintf(name, sizeof name, "%s.eml", w->id);
+				content_name(name, sizeof name, w->id, w->gz);
 				unlinkat(ufd, name, 0);
 			}
 			if (w->tmp)
@@ -504,11 +599,16 @@ static void rollback(struct fstore *fs, struct made *mk, size_t n)
 	}
 }
 
-/* Links the content in as <id>.eml, replacing a leftover of a crash. */
+/* Links the content in as <id>.eml (or .eml.gz), replacing a leftover
+ * of a crash in either form: the entry has no metadata yet, so any
+ * content file of its id is one. */
 static int link_content(struct fput *p, int ufd, const char *id, struct qerr *e)
 {
 	char name[ENTRY_ID_LEN + 8];
-	snprintf(name, sizeof name, "%s.eml", id);
+	content_name(name, sizeof name, id, p->z == NULL);
+	if (unlinkat(ufd, name, 0) < 0 && errno != ENOENT)
+		return io_err(e, "cannot replace", name);
+	content_name(name, sizeof name, id, p->z != NULL);
 	if (linkat(p->fs->tmpfd, p->name, ufd, name, 0) == 0)
 		return 0;
 	if (errno != EEXIST)
@@ -569,6 +669,7 @@ static int prepare_one(struct fput *p, const struct qmeta *m, const char *rcpt,
 		io_err(e, "cannot look at", name);
 		goto fail;
 	}
+	w->gz = p->z != NULL;
 	if (link_content(p, ufd, id, e) < 0)
 		goto fail;
 	w->eml = true;
@@ -634,6 +735,14 @@ static int file_put_commit(void *put, const struct qmeta *m, char *const *ids,
 {
 	struct fput *p = put;
 	*created = 0;
+	if (p->z) {
+		p->z->next_in = NULL;
+		p->z->avail_in = 0;
+		if (gz_pump(p, Z_FINISH, e) < 0) {
+			put_free(p);
+			return -1;
+		}
+	}
 	if (fsync(p->fd) < 0 || close(p->fd) < 0) {
 		p->fd = -1;
 		io_err(e, "cannot sync tmp/", p->name);
@@ -672,6 +781,81 @@ static int file_get(void *state, const char *id, struct qentry *out, struct qerr
 	return r;
 }
 
+/* Passes a plain content file to cb in READ_CHUNK pieces (chunk). */
+static int plain_read(int fd, const char *name, store_data_cb cb, void *arg, char *chunk,
+		      struct qerr *e)
+{
+	for (;;) {
+		ssize_t n = read(fd, chunk, READ_CHUNK);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return io_err(e, "cannot read", name);
+		if (n == 0 || cb(chunk, (size_t)n, arg) != 0)
+			return 0;
+	}
+}
+
+/* Inflates a compressed content file to cb in READ_CHUNK pieces (chunk).
+ * A file that is cut short, fails its CRC or has bytes after the gzip
+ * member is damaged: never returned as if it were the message. */
+static int gz_read(int fd, const char *name, store_data_cb cb, void *arg, char *chunk,
+		   struct qerr *e)
+{
+	z_stream z;
+	memset(&z, 0, sizeof z);
+	if (inflateInit2(&z, 15 + 16) != Z_OK)
+		return qerr_temp(e, "file store: cannot start decompression");
+	unsigned char *in = xmalloc(READ_CHUNK);
+	int r = 0;
+	bool end = false, stop = false;
+	while (r == 0 && !stop) {
+		ssize_t n = read(fd, in, READ_CHUNK);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			r = io_err(e, "cannot read", name);
+			break;
+		}
+		if (n == 0) {
+			if (!end)
+				r = qerr_perm(e, "file store: %s is cut short", name);
+			break;
+		}
+		if (end) {
+			r = qerr_perm(e, "file store: %s has data after its end", name);
+			break;
+		}
+		z.next_in = in;
+		z.avail_in = (uInt)n;
+		while (r == 0 && !stop && (z.avail_in > 0 || z.avail_out == 0)) {
+			z.next_out = (unsigned char *)chunk;
+			z.avail_out = READ_CHUNK;
+			int zr = inflate(&z, Z_NO_FLUSH);
+			if (zr != Z_OK && zr != Z_STREAM_END && zr != Z_BUF_ERROR) {
+				r = qerr_perm(e, "file store: %s is damaged (%s)", name,
+					      z.msg ? z.msg : "inflate failed");
+				break;
+			}
+			size_t have = READ_CHUNK - z.avail_out;
+			if (have > 0 && cb(chunk, have, arg) != 0)
+				stop = true;
+			if (zr == Z_STREAM_END) {
+				end = true;
+				if (z.avail_in > 0)
+					r = qerr_perm(e, "file store: %s has data after its end",
+						      name);
+				break;
+			}
+			if (zr == Z_BUF_ERROR && have == 0)
+				break; /* needs more input */
+		}
+	}
+	inflateEnd(&z);
+	free(in);
+	return r;
+}
+
 static int file_read_content(void *state, const char *id, store_data_cb cb, void *arg,
 			     struct qerr *e)
 {
@@ -686,25 +870,20 @@ static int file_read_content(void *state, const char *id, store_data_cb cb, void
 		close(ufd);
 		return qerr_notfound(e, "no entry '%s'", id);
 	}
-	snprintf(name, sizeof name, "%s.eml", id);
+	bool gz = false;
+	content_name(name, sizeof name, id, false);
 	int fd = openat(ufd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT) {
+		gz = true;
+		content_name(name, sizeof name, id, true);
+		fd = openat(ufd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	}
 	close(ufd);
 	if (fd < 0)
 		return errno == ENOENT ? qerr_perm(e, "file store: content of entry %s is missing", id)
 				       : io_err(e, "cannot open", name);
 	char *chunk = xmalloc(READ_CHUNK);
-	int r = 0;
-	for (;;) {
-		ssize_t n = read(fd, chunk, READ_CHUNK);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			r = io_err(e, "cannot read", name);
-			break;
-		}
-		if (n == 0 || cb(chunk, (size_t)n, arg) != 0)
-			break;
-	}
+	int r = gz ? gz_read(fd, name, cb, arg, chunk, e) : plain_read(fd, name, cb, arg, chunk, e);
 	free(chunk);
 	close(fd);
 	return r;
@@ -920,8 +1099,7 @@ static int remove_files(struct fstore *fs, int ufd, const char *id, bool *freed,
 			return qerr_notfound(e, "no entry '%s'", id);
 		return io_err(e, "cannot remove", name);
 	}
-	snprintf(name, sizeof name, "%s.eml", id);
-	if (fstatat(ufd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode)) {
+	if (find_content(ufd, id, name, sizeof name, &st) == 0) {
 		if (unlinkat(ufd, name, 0) == 0 && st.st_nlink == 1) {
 			*freed = true;
 			*bytes = (uint64_t)st.st_size;
@@ -1046,7 +1224,7 @@ static void sweep_dir(int ufd, const char *rel, int64_t now)
 			unlinkat(ufd, de->d_name, 0);
 			continue;
 		}
-		if (!is_entry_file(de->d_name, ".eml"))
+		if (!is_entry_file(de->d_name, ".eml") && !is_entry_file(de->d_name, ".eml.gz"))
 			continue;
 		char json[ENTRY_ID_LEN + 8];
 		snprintf(json, sizeof json, "%.*s.json", ENTRY_ID_LEN, de->d_name);
@@ -1092,8 +1270,7 @@ static int expire_dir(int ufd, const char *rel, void *arg, struct qerr *e)
 		if (o->dry_run) {
 			char name[ENTRY_ID_LEN + 8];
 			struct stat st;
-			snprintf(name, sizeof name, "%s.eml", it->id);
-			if (fstatat(ufd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode)) {
+			if (find_content(ufd, it->id, name, sizeof name, &st) == 0) {
 				if (x->ndry == x->capdry) {
 					x->capdry = x->capdry ? x->capdry * 2 : 64;
 					x->dry = xrealloc(x->dry, x->capdry * sizeof *x->dry);
@@ -1179,8 +1356,7 @@ static int stats_entry(struct qentry *q, int ufd, void *arg)
 	x->s->entries++;
 	if ((unsigned)q->status < ENTRY_STATUS_COUNT)
 		x->s->by_status[q->status]++;
-	snprintf(name, sizeof name, "%s.eml", q->id);
-	if (fstatat(ufd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode)) {
+	if (find_content(ufd, q->id, name, sizeof name, &st) == 0) {
 		if (x->n == x->cap) {
 			x->cap = x->cap ? x->cap * 2 : 64;
 			x->c = xrealloc(x->c, x->cap * sizeof *x->c);

@@ -3,7 +3,8 @@
  * private temporary directory: one inode per message whatever the number
  * of recipients, byte-exact content, idempotent retries, listing,
  * status, removal, expiry, statistics, hostile recipients, size limits,
- * failures that must leave nothing half-stored, and cleanup at open.
+ * failures that must leave nothing half-stored, cleanup at open, and
+ * compressed content (compress = gzip).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -21,6 +22,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "common.h"
 #include "config.h"
@@ -821,6 +823,248 @@ static void test_retry_after_crash(void **state)
 	xfree_strv(ids, nids);
 }
 
+/* Reopens the fixture's store with compress = gzip. */
+static void use_gzip(struct fixture *f)
+{
+	struct qerr e;
+	store_close(f->s);
+	f->c.compress = (char *)"gzip";
+	assert_int_equal(store_open(&f->s, &f->c, &e), 0);
+}
+
+/* A message of header, 8-bit text and an incompressible binary part,
+ * large enough to fill the deflate buffer many times over. */
+static char *mixed_message(size_t *len)
+{
+	size_t n = 900000, off = 0;
+	char *m = xmalloc(n);
+	off += (size_t)snprintf(m, n, "From: <s@example.com>\r\nSubject: big\r\n\r\n");
+	while (off < n / 2) {
+		static const char line[] = "Spam text \xe4\xf6\xfc with 8-bit bytes\r\n";
+		size_t k = sizeof line - 1 < n / 2 - off ? sizeof line - 1 : n / 2 - off;
+		memcpy(m + off, line, k);
+		off += k;
+	}
+	uint32_t x = 2463534242u; /* xorshift: the same bytes every run */
+	while (off < n) {
+		x ^= x << 13;
+		x ^= x >> 17;
+		x ^= x << 5;
+		m[off++] = (char)(x & 0xff);
+	}
+	*len = n;
+	return m;
+}
+
+/* The whole of a gzip file as zcat would give it; checks the magic. */
+static char *gunzip_file(const char *path, size_t *len)
+{
+	unsigned char magic[2];
+	FILE *fp = fopen(path, "rb");
+	assert_non_null(fp);
+	assert_int_equal(fread(magic, 1, 2, fp), 2);
+	fclose(fp);
+	assert_int_equal(magic[0], 0x1f);
+	assert_int_equal(magic[1], 0x8b);
+	gzFile g = gzopen(path, "rb");
+	assert_non_null(g);
+	struct buf b = { 0 };
+	char chunk[65536];
+	int n;
+	while ((n = gzread(g, chunk, sizeof chunk)) > 0)
+		buf_append(&b, chunk, (size_t)n);
+	assert_int_equal(n, 0);
+	gzclose(g);
+	*len = b.len;
+	return b.data;
+}
+
+static void test_gzip_round_trip_shared(void **state)
+{
+	struct fixture *f = *state;
+	use_gzip(f);
+	size_t len;
+	char *msg = mixed_message(&len);
+	struct put_args a = { msg, len, THREE, 3, "QZ", "s@example.com", SYMBOLS };
+	char **ids;
+	size_t nids, created;
+	put_ok(f->s, &a, &ids, &nids, &created);
+	assert_int_equal(created, 3);
+
+	char p[3][512], plain[512];
+	struct stat st[3];
+	const char *rel[] = { "example.org/a", "example.org/b", "other.net/c" };
+	for (int i = 0; i < 3; i++) {
+		user_file(f, rel[i], ids[i], "eml.gz", p[i], sizeof p[i]);
+		assert_int_equal(stat(p[i], &st[i]), 0);
+		user_file(f, rel[i], ids[i], "eml", plain, sizeof plain);
+		assert_int_equal(access(plain, F_OK), -1);
+	}
+	/* one inode for the three recipients, smaller than the message */
+	assert_int_equal(st[0].st_nlink, 3);
+	assert_int_equal(st[0].st_ino, st[1].st_ino);
+	assert_int_equal(st[0].st_ino, st[2].st_ino);
+	assert_true((size_t)st[0].st_size < len * 3 / 4);
+	assert_int_equal(st[0].st_mode & 0777, 0600);
+
+	/* zcat of the file gives the original bytes */
+	size_t zlen;
+	char *z = gunzip_file(p[0], &zlen);
+	assert_int_equal(zlen, len);
+	assert_memory_equal(z, msg, len);
+	free(z);
+
+	/* read back byte-exact; size and SHA-256 of the original */
+	char hex[65];
+	sha256_hex(msg, len, hex);
+	struct qerr e;
+	for (int i = 0; i < 3; i++) {
+		struct buf b = { 0 };
+		struct qentry q;
+		assert_int_equal(store_read_content(f->s, ids[i], collect_cb, &b, &e), 0);
+		assert_int_equal(b.len, len);
+		assert_memory_equal(b.data, msg, len);
+		buf_free(&b);
+		assert_int_equal(store_get(f->s, ids[i], &q, &e), 0);
+		assert_string_equal(q.meta.sha256, hex);
+		assert_int_equal(q.meta.size, len);
+		qentry_free(&q);
+	}
+	struct store_stats ss;
+	assert_int_equal(store_stats(f->s, &ss, &e), 0);
+	assert_int_equal(ss.entries, 3);
+	assert_int_equal(ss.messages, 1);
+	assert_int_equal(ss.bytes, (uint64_t)st[0].st_size); /* bytes on disk */
+
+	/* a retry adds nothing; removing one recipient keeps the others' */
+	char **ids2;
+	size_t nids2, created2;
+	put_ok(f->s, &a, &ids2, &nids2, &created2);
+	assert_int_equal(created2, 0);
+	assert_int_equal(store_remove(f->s, ids[0], &e), 0);
+	assert_int_equal(access(p[0], F_OK), -1);
+	assert_int_equal(stat(p[1], &st[1]), 0);
+	assert_int_equal(st[1].st_nlink, 2);
+	struct buf b = { 0 };
+	assert_int_equal(store_read_content(f->s, ids[2], collect_cb, &b, &e), 0);
+	assert_int_equal(b.len, len);
+	assert_memory_equal(b.data, msg, len);
+	buf_free(&b);
+
+	/* expire frees the compressed file with its last link */
+	struct expire_opts o = { .cutoff = clock_now() + 10 };
+	struct expire_result r;
+	assert_int_equal(store_expire(f->s, &o, &r, &e), 0);
+	assert_int_equal(r.entries, 2);
+	assert_int_equal(r.messages, 1);
+	assert_int_equal(r.bytes, (uint64_t)st[0].st_size);
+	assert_int_equal(access(p[2], F_OK), -1);
+	xfree_strv(ids, nids);
+	xfree_strv(ids2, nids2);
+	free(msg);
+}
+
+/* Stops a read after the first piece. */
+static int first_piece_cb(const void *p, size_t n, void *arg)
+{
+	buf_append(arg, p, n);
+	return 1;
+}
+
+static void test_gzip_mixed_and_damaged(void **state)
+{
+	struct fixture *f = *state;
+	const char *const a_only[] = { "a@example.org" };
+	struct put_args plain = { MSG, sizeof MSG - 1, a_only, 1, "QP", NULL, NULL };
+	char **ids, **ids2, **ids3;
+	size_t nids, nids2, nids3, created;
+	put_ok(f->s, &plain, &ids, &nids, &created);
+	use_gzip(f);
+
+	/* a store written uncompressed stays readable; its retry is a no-op */
+	struct qerr e;
+	struct buf b = { 0 };
+	put_ok(f->s, &plain, &ids2, &nids2, &created);
+	assert_int_equal(created, 0);
+	char path[512];
+	user_file(f, "example.org/a", ids[0], "eml", path, sizeof path);
+	assert_int_equal(access(path, F_OK), 0);
+	user_file(f, "example.org/a", ids[0], "eml.gz", path, sizeof path);
+	assert_int_equal(access(path, F_OK), -1);
+	assert_int_equal(store_read_content(f->s, ids[0], collect_cb, &b, &e), 0);
+	assert_int_equal(b.len, sizeof MSG - 1);
+	assert_memory_equal(b.data, MSG, b.len);
+	buf_reset(&b);
+
+	/* a crash left a plain .eml for an entry that is now stored
+	 * compressed: the leftover goes, the entry has one content file */
+	size_t len;
+	char *msg = mixed_message(&len);
+	struct put_args big = { msg, len, a_only, 1, "QG", NULL, NULL };
+	struct qmeta m;
+	memset(&m, 0, sizeof m);
+	sha256_hex(msg, len, m.sha256);
+	m.qid = (char *)"QG";
+	m.rspamd_server = (char *)"scan1";
+	char id[ENTRY_ID_LEN + 1];
+	store_entry_id(&m, a_only[0], id);
+	char left[512];
+	user_file(f, "example.org/a", id, "eml", left, sizeof left);
+	int fd = open(left, O_CREAT | O_WRONLY, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "half", 4), 4);
+	close(fd);
+	put_ok(f->s, &big, &ids3, &nids3, &created);
+	assert_int_equal(created, 1);
+	assert_string_equal(ids3[0], id);
+	assert_int_equal(access(left, F_OK), -1);
+	assert_int_equal(store_read_content(f->s, id, collect_cb, &b, &e), 0);
+	assert_int_equal(b.len, len);
+	assert_memory_equal(b.data, msg, len);
+	buf_reset(&b);
+	struct store_filter all = all_filter();
+	struct listed l;
+	assert_int_equal(list_n(f->s, &all, &l), 2);
+
+	/* a reader may stop early */
+	assert_int_equal(store_read_content(f->s, id, first_piece_cb, &b, &e), 0);
+	assert_true(b.len > 0 && b.len < len);
+	assert_memory_equal(b.data, msg, b.len);
+	buf_reset(&b);
+
+	/* damaged content is an error, never returned as the message */
+	char gz[512];
+	struct stat st;
+	user_file(f, "example.org/a", id, "eml.gz", gz, sizeof gz);
+	assert_int_equal(stat(gz, &st), 0);
+	assert_int_equal(truncate(gz, st.st_size - 4), 0); /* part of the trailer */
+	assert_int_equal(store_read_content(f->s, id, collect_cb, &b, &e), -1);
+	assert_int_equal(e.cls, QERR_PERM);
+	buf_reset(&b);
+	assert_int_equal(truncate(gz, st.st_size), 0); /* a zero length field */
+	assert_int_equal(store_read_content(f->s, id, collect_cb, &b, &e), -1);
+	assert_int_equal(e.cls, QERR_PERM);
+	buf_free(&b);
+
+	/* an orphaned .eml.gz is swept like an orphaned .eml */
+	char orphan[512];
+	user_file(f, "example.org/a", "0123456789abcdef01234567", "eml.gz", orphan,
+		  sizeof orphan);
+	fd = open(orphan, O_CREAT | O_WRONLY, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	set_now(clock_now() + 7200);
+	struct expire_opts o = { .cutoff = 1 };
+	struct expire_result r;
+	assert_int_equal(store_expire(f->s, &o, &r, &e), 0);
+	assert_int_equal(access(orphan, F_OK), -1);
+	assert_int_equal(access(gz, F_OK), 0);
+	xfree_strv(ids, nids);
+	xfree_strv(ids2, nids2);
+	xfree_strv(ids3, nids3);
+	free(msg);
+}
+
 static void test_unknown_backend(void **state)
 {
 	struct fixture *f = *state;
@@ -889,6 +1133,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_open_cleans_tmp, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_orphans_swept_by_expire, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_retry_after_crash, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_gzip_round_trip_shared, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_gzip_mixed_and_damaged, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unknown_backend, setup, teardown),
 		cmocka_unit_test(test_entry_id),
 	};
