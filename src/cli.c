@@ -414,3 +414,17 @@ int main(int argc, char **argv)
 	log_close();
 	return rc;
 }
+
+int cli_get_entry(struct store *s, const char *cmd, const char *id, struct qentry *ent)
+{
+	struct qerr e;
+	qerr_clear(&e);
+	memset(ent, 0, sizeof *ent);
+	if (store_get(s, id, ent, &e) == 0)
+		return 0;
+	if (e.cls == QERR_NOTFOUND)
+		cli_error("%s: no entry %s", cmd, id);
+	else
+		cli_error("%s: %s: %s", cmd, id, e.msg);
+	return cli_exit_code(&e);
+}

@@ -54,6 +54,9 @@ int cli_restore_privileges(const struct cli *c);
 /* Checks an ID's form; prints an error naming it and returns CLI_FAIL
  * when it cannot be an entry ID, else 0. */
 int cli_check_id(const char *cmd, const char *id);
+/* Looks up entry id for command cmd; prints a one-line error and
+ * returns the exit code when it cannot, else 0 with *ent filled. */
+int cli_get_entry(struct store *s, const char *cmd, const char *id, struct qentry *ent);
 /* Flushes stdout; reports a write error (CLI_FAIL) instead of losing it. */
 int cli_finish_output(int rc);
 

@@ -233,16 +233,10 @@ int cmd_release(struct cli *c, int argc, char **argv)
 	if ((rc = cli_open_store(c, &s)) != 0)
 		return rc;
 	struct qentry ent;
-	memset(&ent, 0, sizeof ent);
+	if ((rc = cli_get_entry(s, "release", id, &ent)) != 0)
+		return rc;
 	struct qerr e;
 	qerr_clear(&e);
-	if (store_get(s, id, &ent, &e) < 0) {
-		if (e.cls == QERR_NOTFOUND)
-			cli_error("release: no entry %s", id);
-		else
-			cli_error("release: %s: %s", id, e.msg);
-		return cli_exit_code(&e);
-	}
 	struct buf msg = { 0 };
 	rc = CLI_FAIL;
 	const char *rcpt = to ? to : ent.rcpt;

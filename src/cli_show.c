@@ -181,16 +181,8 @@ int cmd_show(struct cli *c, int argc, char **argv)
 	if ((rc = cli_open_store(c, &s)) != 0)
 		return rc;
 	struct qentry ent;
-	memset(&ent, 0, sizeof ent);
-	struct qerr e;
-	qerr_clear(&e);
-	if (store_get(s, id, &ent, &e) < 0) {
-		if (e.cls == QERR_NOTFOUND)
-			cli_error("show: no entry %s", id);
-		else
-			cli_error("show: %s: %s", id, e.msg);
-		return cli_exit_code(&e);
-	}
+	if ((rc = cli_get_entry(s, "show", id, &ent)) != 0)
+		return rc;
 	if (json) {
 		char *j = qentry_to_json(&ent, true);
 		fputs(j, stdout);
