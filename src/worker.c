@@ -118,28 +118,6 @@ static void json_string(struct buf *b, const char *s)
 	buf_appendc(b, '"');
 }
 
-/* The status a failed ingest is answered with, by class. */
-static int status_of(const struct qerr *e)
-{
-	switch (e->cls) {
-	case QERR_INPUT:
-		switch (e->http) {
-		case 400: case 401: case 403: case 405: case 411: case 413: case 415:
-			return e->http;
-		default:
-			return 400;
-		}
-	case QERR_NOTFOUND:
-		return 404;
-	case QERR_TEMP:
-	case QERR_PERM:
-	case QERR_NONE:
-	default:
-		/* The mail stays at the MTA, which retries. */
-		return 503;
-	}
-}
-
 /* Builds the whole FastCGI answer: CGI status line, headers, JSON body. */
 static void build_response(struct buf *out, const struct config *c, int status,
 			   const struct ingest_result *r, const struct qerr *e)
@@ -237,9 +215,9 @@ static void handle_request(struct store *s, const struct config *c, FCGX_Request
 	struct qerr e;
 	qerr_clear(&e);
 	int rc = ingest_request(s, c, req->envp, fcgi_read, req, &r, &e);
-	int status = 200;
+	/* ingest_request maps every failure class to its status. */
+	int status = r.http;
 	if (rc < 0) {
-		status = status_of(&e);
 		if (e.cls == QERR_NONE)
 			qerr_set(&e, QERR_PERM, 503, "internal error: request failed without a reason");
 	}
