@@ -27,7 +27,11 @@ enum pgsql_errkind pgsql_classify(const char *sqlstate, const char *message)
 	    strcmp(sqlstate, "57P03") == 0 ||          /* cannot_connect_now */
 	    strcmp(sqlstate, "25006") == 0)            /* read-only: a standby */
 		return PGSQL_ERR_RECONNECT;
-	if (strcmp(sqlstate, "40001") == 0 || strcmp(sqlstate, "40P01") == 0)
+	/* duplicate_table: a concurrent first POST of the day created the
+	 * partition while this one waited for the creator's lock, and this
+	 * statement's catalog lookups predate it; a new transaction sees it. */
+	if (strcmp(sqlstate, "40001") == 0 || strcmp(sqlstate, "40P01") == 0 ||
+	    strcmp(sqlstate, "42P07") == 0)
 		return PGSQL_ERR_RETRY;
 	if (strcmp(sqlstate, "23514") == 0 && message != NULL &&
 	    strstr(message, "no partition") != NULL)

@@ -31,6 +31,8 @@ static void test_classify(void **state)
 	assert_int_equal(pgsql_classify("25006", NULL), PGSQL_ERR_RECONNECT);
 	assert_int_equal(pgsql_classify("40001", NULL), PGSQL_ERR_RETRY);
 	assert_int_equal(pgsql_classify("40P01", NULL), PGSQL_ERR_RETRY);
+	assert_int_equal(pgsql_classify("42P07", "relation \"contents_20260101\" already exists"),
+			 PGSQL_ERR_RETRY);
 	assert_int_equal(pgsql_classify("23514",
 		"ERROR:  no partition of relation \"entries\" found for row"), PGSQL_ERR_NOPART);
 	assert_int_equal(pgsql_classify("23514", "new row violates check constraint"),
