@@ -1,0 +1,331 @@
+"""rspamd.py - a private Rspamd for the end-to-end tests, from Debian's
+`rspamd` package, beside any other Rspamd on the machine.  Python 3
+standard library only.
+
+The packaged configuration (/etc/rspamd/rspamd.conf) is used as it is;
+everything that belongs to one instance is moved into a directory of our
+own with `--var`: the local overlay (LOCAL_CONFDIR), the databases
+(DBDIR), the pid file (RUNDIR) and the log (LOGDIR).  The overlay holds:
+
+    local.d/metadata_exporter.conf   contrib/rspamd/local.d/metadata_exporter
+                                     .conf as shipped; only its url (the
+                                     address the rule posts to) is replaced
+    local.d/options.inc              DNS pointed at a closed loopback port,
+                                     so that no scan waits on a resolver
+    override.d/worker-normal.inc     the scanner, on a free loopback port
+    override.d/worker-controller.inc the controller (rspamc stat), likewise
+    override.d/worker-proxy.inc      the milter proxy, likewise
+    ...                              whatever the test adds (`files`)
+
+Rspamd refuses to run as root: it is started as root with `-u _rspamd -g
+_rspamd` (the package's user), and the instance directory belongs to that
+user.  It runs in the foreground (`-f`), so the process started here is the
+main process; it is stopped by that pid (and its workers, found through
+/proc, if it does not take them along), never by name.
+
+    r = Rspamd(tmp, url="http://127.0.0.1:PORT/quarantine",
+               files={"local.d/actions.conf": "..."})
+    with r:                            # start() ... stop(), log on failure
+        r.scan(path, "--from", ...)    # rspamc against this instance
+        r.scan_json(path, ...)         # rspamc -j, parsed
+        r.log()                        # the instance's log so far
+
+A component that cannot start raises RuntimeError with its log: the test
+fails, it is never skipped.
+"""
+
+import contextlib
+import grp
+import json
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+EXPORTER_CONF = os.path.join(ROOT, "contrib", "rspamd", "local.d",
+                             "metadata_exporter.conf")
+PACKAGED_CONF = "/etc/rspamd/rspamd.conf"
+RSPAMD_USER = "_rspamd"
+# The address the shipped rules post to; the only thing the tests change.
+EXPORTER_URL_TOKEN = "http://127.0.0.1:11380/quarantine"
+
+
+def _free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _read(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+    except OSError as e:
+        return "(cannot read %s: %s)" % (path, e)
+
+
+def _children(pid):
+    """Live PIDs whose parent is pid (from /proc)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d, "rb") as f:
+                st = f.read()
+        except OSError:
+            continue
+        rest = st[st.rindex(b")") + 2:].split()
+        if rest[0] != b"Z" and int(rest[1]) == pid:
+            out.append(int(d))
+    return out
+
+
+def _alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            st = f.read()
+    except OSError:
+        return False
+    return st[st.rindex(b")") + 2:].split()[0] != b"Z"
+
+
+def exporter_conf(url):
+    """The shipped metadata_exporter.conf with every occurrence of its
+    example url replaced by url: nothing else changes."""
+    with open(EXPORTER_CONF) as f:
+        text = f.read()
+    if EXPORTER_URL_TOKEN not in text:
+        raise RuntimeError("%s no longer contains %s" % (EXPORTER_CONF, EXPORTER_URL_TOKEN))
+    return text.replace(EXPORTER_URL_TOKEN, url)
+
+
+class Rspamd:
+    """A private Rspamd instance in tmp/name (see module doc).
+
+    url      where the shipped metadata_exporter rules post to
+    files    {path relative to the overlay: text} added to the overlay
+             (e.g. "local.d/actions.conf", "rspamd.local.lua")
+    """
+
+    def __init__(self, tmp, url, files=None, name="rspamd"):
+        self.dir = os.path.join(tmp, name)
+        self.local = os.path.join(self.dir, "local")
+        self.dbdir = os.path.join(self.dir, "db")
+        self.rundir = os.path.join(self.dir, "run")
+        self.logdir = os.path.join(self.dir, "log")
+        self.logfile = os.path.join(self.logdir, "rspamd.log")
+        self.stderr_log = os.path.join(self.dir, "stderr.log")
+        self.pidfile = os.path.join(self.rundir, "rspamd.pid")
+        self.url = url
+        self.normal_port = _free_port()
+        self.controller_port = _free_port()
+        self.proxy_port = _free_port()
+        # Nothing listens here: queries fail at once instead of timing out.
+        self.dns_port = _free_port()
+        self.proc = None
+        self.pid = None
+        self.files = dict(files or {})
+        self._write()
+
+    @property
+    def normal(self):
+        return "127.0.0.1:%d" % self.normal_port
+
+    @property
+    def controller(self):
+        return "127.0.0.1:%d" % self.controller_port
+
+    def _write(self):
+        for d in (self.dir, self.local, os.path.join(self.local, "local.d"),
+                  os.path.join(self.local, "override.d"), self.dbdir, self.rundir,
+                  self.logdir):
+            os.makedirs(d, exist_ok=True)
+        base = {
+            "local.d/metadata_exporter.conf": exporter_conf(self.url),
+            "local.d/options.inc":
+                "# private instance: no resolver, so no scan waits on DNS\n"
+                "dns {\n  nameserver = [\"127.0.0.1:%d\"];\n  timeout = 0.2s;\n"
+                "  retransmits = 1;\n}\n" % self.dns_port,
+            "override.d/worker-normal.inc":
+                "bind_socket = \"%s\";\ncount = 1;\nmime = true;\n" % self.normal,
+            "override.d/worker-controller.inc":
+                "bind_socket = \"%s\";\ncount = 1;\npassword = \"q1\";\n"
+                "secure_ip = \"127.0.0.1\";\n" % self.controller,
+            "override.d/worker-proxy.inc":
+                "bind_socket = \"127.0.0.1:%d\";\ncount = 1;\nmilter = yes;\n"
+                "upstream \"local\" {\n  default = yes;\n  self_scan = yes;\n}\n"
+                % self.proxy_port,
+        }
+        base.update(self.files)
+        for rel, text in base.items():
+            p = os.path.join(self.local, rel)
+            os.makedirs(os.path.dirname(p), exist_ok=True)
+            with open(p, "w") as f:
+                f.write(text)
+        self._own()
+
+    def _own(self):
+        """The instance directory belongs to the user Rspamd runs as; its
+        parents must be traversable by it."""
+        if os.geteuid() != 0:
+            return
+        pw = pwd.getpwnam(RSPAMD_USER)
+        uid, gid = pw.pw_uid, pw.pw_gid
+        d = os.path.dirname(self.dir)
+        while d not in ("/", ""):
+            st = os.stat(d)
+            if not st.st_mode & 0o001:
+                os.chmod(d, st.st_mode | 0o001)
+            d = os.path.dirname(d)
+        for top, dirs, files in os.walk(self.dir):
+            os.chown(top, uid, gid)
+            for n in files:
+                os.chown(os.path.join(top, n), uid, gid)
+
+    def args(self):
+        a = ["rspamd", "-f", "-c", PACKAGED_CONF,
+             "--var", "LOCAL_CONFDIR=" + self.local,
+             "--var", "DBDIR=" + self.dbdir,
+             "--var", "RUNDIR=" + self.rundir,
+             "--var", "LOGDIR=" + self.logdir]
+        if os.geteuid() == 0:
+            grp.getgrnam(RSPAMD_USER)
+            a[1:1] = ["-u", RSPAMD_USER, "-g", RSPAMD_USER]
+        return a
+
+    def log(self):
+        return ("---- rspamd stderr ----\n" + _read(self.stderr_log)
+                + "\n---- rspamd log ----\n" + _read(self.logfile))
+
+    def rspamc(self, *args, host=None, timeout=60, input=None):
+        """Runs rspamc against this instance; (rc, stdout bytes, stderr)."""
+        p = subprocess.run(["rspamc", "-h", host or self.normal, "-t", "30"]
+                           + [str(a) for a in args],
+                           input=input, capture_output=True, timeout=timeout,
+                           stdin=None if input is not None else subprocess.DEVNULL)
+        return p.returncode, p.stdout, p.stderr.decode("utf-8", "replace")
+
+    def _ready(self):
+        if self.proc.poll() is not None:
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", self.normal_port), timeout=1):
+                pass
+        except OSError:
+            return False
+        rc, out, _ = self.rspamc("stat", host=self.controller, timeout=10)
+        return rc == 0 and b"Messages scanned" in out
+
+    def start(self, timeout=60):
+        """Starts the instance; returns when both the controller answers
+        `rspamc stat` and the scanner accepts connections."""
+        if shutil.which("rspamd") is None or shutil.which("rspamc") is None:
+            raise RuntimeError("rspamd/rspamc not found: install Debian's rspamd package")
+        with open(self.stderr_log, "ab") as log:
+            self.proc = subprocess.Popen(self.args(), stdin=subprocess.DEVNULL,
+                                         stdout=log, stderr=subprocess.STDOUT,
+                                         cwd=self.dir, start_new_session=True)
+        self.pid = self.proc.pid
+        end = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                rc = self.proc.returncode
+                self.proc = None
+                raise RuntimeError("rspamd exited with %s at start-up; args %r\n%s"
+                                   % (rc, self.args(), self.log()))
+            if self._ready():
+                break
+            if time.monotonic() > end:
+                self.stop()
+                raise RuntimeError("rspamd not ready after %ds\n%s" % (timeout, self.log()))
+            time.sleep(0.2)
+        with contextlib.suppress(OSError, ValueError):
+            with open(self.pidfile) as f:
+                filepid = int(f.read().strip())
+            if filepid != self.pid:
+                self.stop()
+                raise RuntimeError("rspamd.pid says %d, started %d" % (filepid, self.pid))
+        return self
+
+    def stop(self, timeout=20):
+        """SIGTERM to the main process we started, then its workers and
+        SIGKILL if they linger."""
+        if self.proc is None:
+            return
+        kids = _children(self.pid)
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        end = time.monotonic() + 5
+        for k in kids:
+            while _alive(k) and time.monotonic() < end:
+                time.sleep(0.05)
+            if _alive(k):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(k, signal.SIGKILL)
+        self.proc = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, et, ev, tb):
+        if et is not None:
+            sys.stderr.write("%s\n" % self.log()[-20000:])
+        self.stop()
+        return False
+
+    # ------------------------------------------------------------ scanning
+
+    def scan(self, path, *args):
+        """rspamc [args] path: (rc, stdout text, stderr)."""
+        rc, out, err = self.rspamc(*(list(args) + [path]))
+        return rc, out.decode("utf-8", "replace"), err
+
+    def scan_json(self, path, *args):
+        """rspamc -j [args] path, parsed: Rspamd's own result (the
+        metric's action, score and symbols)."""
+        rc, out, err = self.rspamc(*(["-j"] + list(args) + [path]))
+        if rc != 0:
+            raise AssertionError("rspamc -j %s failed (%d): %s %s"
+                                 % (path, rc, out[:2000], err))
+        text = out.decode("utf-8", "replace")
+        try:
+            return json.loads(text)
+        except ValueError:
+            # Some releases print a line before the JSON object.
+            m = re.search(r"\{.*\}\s*$", text, re.S)
+            if not m:
+                raise AssertionError("rspamc -j printed no JSON: %r" % text[:2000])
+            return json.loads(m.group(0))
+
+
+if __name__ == "__main__":
+    # Manual use: python3 rspamd.py URL  -> starts, prints addresses,
+    # waits for Enter, stops.
+    import tempfile
+    d = tempfile.mkdtemp(prefix="rq-rspamd-")
+    os.chmod(d, 0o755)
+    try:
+        with Rspamd(d, sys.argv[1] if len(sys.argv) > 1 else EXPORTER_URL_TOKEN) as r:
+            print("normal %s controller %s dir %s" % (r.normal, r.controller, r.dir),
+                  flush=True)
+            try:
+                input()
+            except EOFError:
+                pass
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
