@@ -103,6 +103,16 @@ const char *qmeta_display_subject(const struct qmeta *m)
  * non-zero.  Rspamd sends an array of objects with "name"; an object
  * keyed by symbol name (an older form) is understood as well.
  */
+/* True if no symbol name in m can contain text: without a backslash the
+ * JSON holds no escapes, so every name appears in it literally.  Saves
+ * parsing the symbols again on every stored message (most carry no
+ * policy symbol). */
+static bool symbols_lack(const struct qmeta *m, const char *text)
+{
+	return m->symbols_json == NULL ||
+	       (strchr(m->symbols_json, '\\') == NULL && strstr(m->symbols_json, text) == NULL);
+}
+
 static int each_symbol(const struct qmeta *m, int (*fn)(const char *name, void *arg),
 		       void *arg)
 {
@@ -139,7 +149,7 @@ static int name_equals(const char *name, void *arg)
 
 bool qmeta_has_symbol(const struct qmeta *m, const char *name)
 {
-	if (name == NULL || *name == '\0')
+	if (name == NULL || *name == '\0' || symbols_lack(m, name))
 		return false;
 	return each_symbol(m, name_equals, (void *)name) != 0;
 }
@@ -160,7 +170,7 @@ static int name_has_prefix(const char *name, void *arg)
 
 char *qmeta_policy(const struct qmeta *m, const char *prefix)
 {
-	if (prefix == NULL || *prefix == '\0')
+	if (prefix == NULL || *prefix == '\0' || symbols_lack(m, prefix))
 		return NULL;
 	struct policy_search ps = { prefix, NULL };
 	each_symbol(m, name_has_prefix, &ps);

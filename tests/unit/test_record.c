@@ -167,6 +167,18 @@ static void test_symbols(void **state)
 	p = qmeta_policy(&m, "POLICY_");
 	assert_string_equal(p, "POLICY_X");
 	free(p);
+	/* names written with escapes are found although the text differs */
+	qmeta_set(&m.symbols_json, "[{\"name\":\"\\u0050OLICY_Z\"},{\"name\":\"A\\\"B\"}]");
+	p = qmeta_policy(&m, "POLICY_");
+	assert_non_null(p);
+	assert_string_equal(p, "POLICY_Z");
+	free(p);
+	assert_true(qmeta_has_symbol(&m, "POLICY_Z"));
+	assert_true(qmeta_has_symbol(&m, "A\"B"));
+	/* without escapes, text that is not there is no symbol */
+	qmeta_set(&m.symbols_json, "[{\"name\":\"A\"}]");
+	assert_false(qmeta_has_symbol(&m, "A\"B"));
+	assert_null(qmeta_policy(&m, "B"));
 	qmeta_free(&m);
 }
 
