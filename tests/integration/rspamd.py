@@ -10,8 +10,11 @@ own with `--var`: the local overlay (LOCAL_CONFDIR), the databases
     local.d/metadata_exporter.conf   contrib/rspamd/local.d/metadata_exporter
                                      .conf as shipped; only its url (the
                                      address the rule posts to) is replaced
-    local.d/options.inc              DNS pointed at a closed loopback port,
-                                     so that no scan waits on a resolver
+    local.d/options.inc              DNS pointed at a closed loopback port
+                                     with a 50 ms timeout and no retries:
+                                     every query fails at once and a scan
+                                     takes ~0.2 s instead of waiting on a
+                                     resolver
     override.d/worker-normal.inc     the scanner, on a free loopback port
     override.d/worker-controller.inc the controller (rspamc stat), likewise
     override.d/worker-proxy.inc      the milter proxy, likewise
@@ -152,8 +155,8 @@ class Rspamd:
             "local.d/metadata_exporter.conf": exporter_conf(self.url),
             "local.d/options.inc":
                 "# private instance: no resolver, so no scan waits on DNS\n"
-                "dns {\n  nameserver = [\"127.0.0.1:%d\"];\n  timeout = 0.2s;\n"
-                "  retransmits = 1;\n}\n" % self.dns_port,
+                "dns {\n  nameserver = [\"127.0.0.1:%d\"];\n  timeout = 0.05s;\n"
+                "  retransmits = 0;\n}\n" % self.dns_port,
             "override.d/worker-normal.inc":
                 "bind_socket = \"%s\";\ncount = 1;\nmime = true;\n" % self.normal,
             "override.d/worker-controller.inc":

@@ -18,6 +18,8 @@ The test overlay of Rspamd (tests/integration/rspamd.py writes the rest):
   rspamd.local.lua       test-only symbols, triggered by the header
                          X-E2E-Test of the scanned message:
                            reject       E2E_REJECT, score 200: action reject
+                           ham          E2E_HAM, score -500: no action, so
+                                        the shipped rule does not select it
                            long-symbols E2E_LONG_OPTIONS_1..10, each with 40
                                         options of ~60 bytes (Rspamd caps one
                                         symbol's options at max_opts_len, so
@@ -36,6 +38,7 @@ import random
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -73,6 +76,18 @@ rspamd_config:register_symbol({
   callback = function(task)
     if marked(task, 'reject') then
       task:insert_result('E2E_REJECT', 1.0, 'marker')
+    end
+  end,
+})
+
+rspamd_config:register_symbol({
+  name = 'E2E_HAM',
+  score = -500.0,
+  group = 'e2e',
+  description = 'test marker: ham',
+  callback = function(task)
+    if marked(task, 'ham') then
+      task:insert_result('E2E_HAM', 1.0, 'marker')
     end
   end,
 })
@@ -231,11 +246,26 @@ class Chain:
 
 
 CHAIN = None
+CHAIN_ERROR = None
 
 
-def setUpModule():
-    global CHAIN
-    CHAIN = Chain().start()
+def start_chain():
+    """Starts the chain on first use.  A component that cannot start fails
+    every test with the same error (counted as failures, not hidden in a
+    module set-up error); it is not tried again."""
+    global CHAIN, CHAIN_ERROR
+    if CHAIN is None and CHAIN_ERROR is None:
+        try:
+            CHAIN = Chain().start()
+        except Exception as e:
+            # The whole error (with the component's log) once; each test
+            # names it in one line.
+            sys.stderr.write("---- the chain did not start ----\n%s: %s\n"
+                             % (type(e).__name__, e))
+            CHAIN_ERROR = "the chain did not start: %s: %s (log above)" % (
+                type(e).__name__, str(e).split("\n", 1)[0])
+    if CHAIN_ERROR is not None:
+        raise AssertionError(CHAIN_ERROR)
 
 
 def tearDownModule():
@@ -296,8 +326,7 @@ class E2ECase(unittest.TestCase):
     """Helpers over the shared chain."""
 
     def setUp(self):
-        if CHAIN is None:
-            self.fail("the chain did not start")
+        start_chain()
         self.tmp = tempfile.mkdtemp(prefix="rq-e2e-msg-")
         self.addCleanup(shutil.rmtree, self.tmp, True)
 
@@ -369,6 +398,10 @@ class E2ECase(unittest.TestCase):
             self.assertEqual(s["sha256"], sha)
             self.assertEqual(s["status"], "quarantined")
             self.assertSymbols(s["symbols"], res["symbols"])
+            # Headers with underscores in their names pass nginx.
+            self.assertEqual(s["rspamd_server"], socket.gethostname())
+            self.assertIsInstance(s["scan_time"], int)
+            self.assertGreaterEqual(s["scan_time"], 0)
             out[e["rcpt"]] = s
         return out
 
@@ -431,6 +464,17 @@ class Test1Arrival(E2ECase):
         self.assertEqual(res["action"], "reject")
         self.assertIn("E2E_REJECT", res["symbols"])
         self.assertStored(res, data, "E2EREJECT", ["x@e2e-reject.example"])
+
+    def test_not_selected_is_not_sent(self):
+        data = simple_message("Ham", marker="ham", msgid="e2e-ham")
+        mark = CHAIN.access_mark()
+        res, _ = self.scan(data, "E2EHAM", ["x@e2e-ham.example"], posts=0)
+        self.assertEqual(res["action"], "no action")
+        self.assertIn("E2E_HAM", res["symbols"])
+        time.sleep(0.3)
+        self.assertEqual(CHAIN.rspamd_posts(mark, 0), [],
+                         "the is_spam selector sends no ham")
+        self.assertEqual(self.entries("E2EHAM"), [])
 
     def test_one_megabyte_attachment(self):
         data = big_message()
