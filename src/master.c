@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <grp.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -142,6 +143,22 @@ static int check_config(struct config *c, const char *path, struct qerr *e)
 	    resolve_ids(c, &ids, e) < 0)
 		return -1;
 	return 0;
+}
+
+/* A configuration that holds the password hash should not be readable by
+ * everyone: the hash can be attacked offline.  Says so (NULL when fine). */
+static const char *exposed_secret(const struct config *c, const char *path, char *buf,
+				  size_t n)
+{
+	struct stat st;
+	if (c->auth_password_hash[0] == '\0' || stat(path, &st) < 0 ||
+	    (st.st_mode & (S_IROTH | S_IWOTH)) == 0)
+		return NULL;
+	snprintf(buf, n, "%s holds auth_password_hash and is %s by others (mode %04o): "
+		 "chmod 0640 it and give it to the daemon's group", path,
+		 (st.st_mode & S_IWOTH) ? "writable" : "readable",
+		 (unsigned)(st.st_mode & 07777));
+	return buf;
 }
 
 /* A path left by a daemon that is gone is removed; a live one is not. */
@@ -665,10 +682,14 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	bool root = getuid() == 0 || geteuid() == 0;
+	char why[PATH_MAX + 200];
+	const char *exposed = exposed_secret(&cfg, path, why, sizeof why);
 	if (test_only) {
 		if (root && cfg.user[0] == '\0')
 			fprintf(stderr, PROG ": warning: started as root, the daemon would refuse "
 				"to run: set 'user' in %s\n", path);
+		if (exposed)
+			fprintf(stderr, PROG ": warning: %s\n", exposed);
 		printf("%s: ok\n", path);
 		config_free(&cfg);
 		return 0;
@@ -685,6 +706,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	log_open(&cfg, PROG);
+	if (exposed)
+		log_warn("%s", exposed);
 	if (!root && ids.have_user && ids.uid != getuid())
 		log_warn("not started as root: cannot switch to user '%s', running as uid %ld",
 			 cfg.user, (long)getuid());
