@@ -17,6 +17,12 @@
 #include "ingest_msghdr.h"
 #include "log.h"
 
+/* Recipients one message may have: Postfix's default smtpd_recipient_limit,
+ * so no MTA in its default set-up sends more.  Each recipient costs the
+ * file store directories and fsyncs: far more would keep a worker busy for
+ * minutes, deaf to SIGTERM. */
+#define STORE_RCPT_MAX 1000
+
 struct store {
 	const struct store_backend *be;
 	void *state;
@@ -183,6 +189,11 @@ int store_put_commit(struct store_put *p, struct qmeta *m, char ***ids, size_t *
 		m->rcpt = xrealloc(m->rcpt, sizeof *m->rcpt);
 		m->rcpt[0] = xstrdup(owner);
 		m->nrcpt = 1;
+	}
+	if (m->nrcpt > STORE_RCPT_MAX) {
+		store_put_abort(p);
+		return qerr_input(e, 413, "too many recipients: %zu (at most %d)", m->nrcpt,
+				  STORE_RCPT_MAX);
 	}
 	dedup_rcpt(m);
 
