@@ -524,5 +524,38 @@ class RecipientTest(BadInputCase):
             self.assertLessEqual(len(dom.encode()), 255)
 
 
+# ------------------------------------------------------------------ access
+
+class AccessTest(BadInputCase):
+    """Malformed credentials and addresses straight to the socket (the
+    plain wrong-password and allow_from cases run through nginx in
+    test_ingest.py)."""
+    extra_conf = {"auth_user": "rspamd", "auth_password_hash": h.hash_password("right pw"),
+                  "allow_from": "127.0.0.0/8, ::1"}
+
+    def test_malformed_credentials(self):
+        env, body = h.meta_env(request(message()))
+        good = "Basic " + base64.b64encode(b"rspamd:right pw").decode()
+        for auth in ("Basic !!!notbase64", "Basic " + base64.b64encode(b"rspamd").decode(),
+                     "Basic " + base64.b64encode(b"rspamd:right pw\0x").decode(),
+                     "Basic " + base64.b64encode(b"rspamd:" + b"p" * 100000).decode(),
+                     "Bearer abc", "Basic", "basic " + good[6:] + "=",
+                     "Basic " + base64.b64encode(b"rspamd\r\n:right pw").decode()):
+            env["HTTP_AUTHORIZATION"] = auth
+            self.expect(self.fcgi(env, body), 401, auth[:40])
+        self.assertNothing()
+        env["HTTP_AUTHORIZATION"] = good
+        self.expect(self.fcgi(env, body), 200, "right credentials")
+
+    def test_addresses_not_allowed(self):
+        env, body = h.meta_env(request(message()))
+        env["HTTP_AUTHORIZATION"] = "Basic " + base64.b64encode(b"rspamd:right pw").decode()
+        for addr in ("192.0.2.1", "128.0.0.1", "::2", "::ffff:10.0.0.1", "", "not an address",
+                     "127.0.0.1\r\nX: y", "1" * 5000):
+            env["REMOTE_ADDR"] = addr
+            self.expect(self.fcgi(env, body), 403, repr(addr[:40]))
+        self.assertNothing()
+
+
 if __name__ == "__main__":
     h.main()
