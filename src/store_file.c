@@ -27,15 +27,26 @@
  * produce.  Directories are created mode 0700, files 0600.
  *
  * Writing follows the maildir discipline.  The message streams into a
- * file in tmp/.  Commit fsyncs it and works in two phases.  First, for
- * each recipient: link the file in as <id>.eml, create the ids symlink
- * (temporary name, rename, fsync of its directory), write the metadata
- * to a temporary file, fsync it, fsync the user directory.  Then, for
- * each recipient: link the metadata in as <id>.json (link, not rename:
- * an entry committed meanwhile by another worker is never overwritten)
- * and fsync the user directory.  If any step fails, everything this
- * commit created is removed again and the put fails as a whole; an entry
- * that already existed (a retried POST) is left untouched.
+ * file in tmp/.  Commit works in two phases, each a batch of namespace
+ * operations followed by the fsyncs that make them durable:
+ *
+ *  1. for each recipient: link the file in as <id>.eml, create the ids
+ *     symlink (temporary name, rename), write the metadata to a temporary
+ *     file; then fsync the content, every metadata file, every user
+ *     directory and every ids directory;
+ *  2. for each recipient: link the metadata in as <id>.json (link, not
+ *     rename: an entry committed meanwhile by another worker is never
+ *     overwritten); then fsync every user directory.
+ *
+ * Every file and directory is still fsynced, as POSIX requires; doing the
+ * operations first and the fsyncs together (with the writeback of each
+ * file started as soon as it is written) lets a journalling file system
+ * make a whole phase durable in one journal commit, whatever the number
+ * of recipients.  Nothing of phase 2 happens before phase 1 is durable,
+ * so a visible entry never points at content that a crash could lose.
+ * If any step fails, everything this commit created is removed again and
+ * the put fails as a whole; an entry that already existed (a retried
+ * POST) is left untouched.
  *
  * Leftovers of a crash are harmless: an .eml without .json is not an
  * entry, a dangling ids symlink finds no .json.  Opening the store removes
@@ -335,16 +346,27 @@ static int load_entry(int dirfd, const char *id, struct qentry *out, struct qerr
 	return 0;
 }
 
-/* Writes text to a new temporary file in dirfd and fsyncs it; its name
- * goes to tmp (64 bytes). */
-static int write_tmp(struct fstore *fs, int dirfd, const char *text, char *tmp,
+/* Starts writing a file's dirty pages back without waiting, so that a
+ * later fsync of any file finds them on their way (a hint: errors show up
+ * at that fsync). */
+static void start_writeback(int fd)
+{
+	(void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+}
+
+/* Writes text to a new temporary file in dirfd; its name goes to tmp (64
+ * bytes).  With sync the file is fsynced, else only its writeback is
+ * started and the caller fsyncs it later. */
+static int write_tmp(struct fstore *fs, int dirfd, const char *text, char *tmp, bool sync,
 		     struct qerr *e)
 {
 	tmp_name(fs, tmp, 64);
 	int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return io_err(e, "cannot create", tmp);
-	if (write_full(fd, text, strlen(text)) < 0 || fsync(fd) < 0) {
+	if (!sync && write_full(fd, text, strlen(text)) == 0) {
+		start_writeback(fd);
+	} else if (!sync || write_full(fd, text, strlen(text)) < 0 || fsync(fd) < 0) {
 		io_err(e, "cannot write", tmp);
 		close(fd);
 		unlinkat(dirfd, tmp, 0);
@@ -364,7 +386,7 @@ static int replace_file(struct fstore *fs, int dirfd, const char *name, const ch
 			struct qerr *e)
 {
 	char tmp[64];
-	if (write_tmp(fs, dirfd, text, tmp, e) < 0)
+	if (write_tmp(fs, dirfd, text, tmp, true, e) < 0)
 		return -1;
 	if (renameat(dirfd, tmp, dirfd, name) < 0) {
 		io_err(e, "cannot rename to", name);
@@ -620,7 +642,8 @@ static int link_content(struct fput *p, int ufd, const char *id, struct qerr *e)
 	return 0;
 }
 
-/* Points ids/<xx>/<id> at the user directory (temporary name, rename). */
+/* Points ids/<xx>/<id> at the user directory (temporary name, rename);
+ * the caller fsyncs the directory. */
 static int link_id(struct fstore *fs, const char *id, const char *rel, struct qerr *e)
 {
 	char xx[3] = { id[0], id[1], '\0' };
@@ -636,8 +659,6 @@ static int link_id(struct fstore *fs, const char *id, const char *rel, struct qe
 	} else if (renameat(xfd, tmp, xfd, id) < 0) {
 		r = io_err(e, "cannot create link for", id);
 		unlinkat(xfd, tmp, 0);
-	} else if (fsync(xfd) < 0) {
-		r = io_err(e, "cannot sync directory of link", id);
 	}
 	free(target);
 	close(xfd);
@@ -645,8 +666,9 @@ static int link_id(struct fstore *fs, const char *id, const char *rel, struct qe
 }
 
 /* First phase for one recipient: everything but the commit marker.  The
- * content and the id link are in place, the metadata is durable under a
- * temporary name; fills w with what it made. */
+ * content and the id link are in place, the metadata is written under a
+ * temporary name (sync_prepared makes all of it durable); fills w with
+ * what it made. */
 static int prepare_one(struct fput *p, const struct qmeta *m, const char *rcpt,
 		       const char *id, struct made *w, struct qerr *e)
 {
@@ -685,15 +707,11 @@ static int prepare_one(struct fput *p, const struct qmeta *m, const char *rcpt,
 	qe.status_changed = m->received_at;
 	qe.meta = *m;
 	char *json = qentry_to_json(&qe, true);
-	int r = write_tmp(fs, ufd, json, w->jtmp, e);
+	int r = write_tmp(fs, ufd, json, w->jtmp, false, e);
 	free(json);
 	if (r < 0)
 		goto fail;
 	w->tmp = true;
-	if (fsync(ufd) < 0) {
-		io_err(e, "cannot sync directory users/", w->rel);
-		goto fail;
-	}
 	close(ufd);
 	return 0;
 fail:
@@ -701,8 +719,44 @@ fail:
 	return -1;
 }
 
+/* fsyncs a file or directory relative to dirfd, by name. */
+static int sync_at(int dirfd, const char *name, int flags, const char *what, struct qerr *e)
+{
+	int fd = openat(dirfd, name, flags | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return io_err(e, "cannot open", what);
+	int r = fsync(fd) < 0 ? io_err(e, "cannot sync", what) : 0;
+	close(fd);
+	return r;
+}
+
+/* Makes the first phase durable: the content, then every metadata file,
+ * user directory and ids directory it made.  The first fsync commits
+ * what the others need on a journalling file system, so they cost little. */
+static int sync_prepared(struct fput *p, struct made *mk, size_t n, struct qerr *e)
+{
+	if (fsync(p->fd) < 0)
+		return io_err(e, "cannot sync tmp/", p->name);
+	for (size_t i = 0; i < n; i++) {
+		struct made *w = &mk[i];
+		if (w->skip)
+			continue;
+		int ufd;
+		if (open_rel(p->fs, w->rel, false, &ufd, e) != 0)
+			return qerr_temp(e, "file store: users/%.200s vanished during commit", w->rel);
+		int r = sync_at(ufd, w->jtmp, O_RDONLY, w->jtmp, e);
+		if (r == 0 && fsync(ufd) < 0)
+			r = io_err(e, "cannot sync directory users/", w->rel);
+		close(ufd);
+		char xx[3] = { w->id[0], w->id[1], '\0' };
+		if (r < 0 || sync_at(p->fs->idsfd, xx, O_RDONLY | O_DIRECTORY, "ids directory", e) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 /* Second phase: the metadata takes its name (link, never overwriting),
- * and the entry exists. */
+ * and the entry exists once sync_published has run. */
 static int publish_one(struct fstore *fs, struct made *w, size_t *created, struct qerr *e)
 {
 	char name[ENTRY_ID_LEN + 8];
@@ -723,11 +777,26 @@ static int publish_one(struct fstore *fs, struct made *w, size_t *created, struc
 	if (r == 0) {
 		unlinkat(ufd, w->jtmp, 0);
 		w->tmp = false;
-		if (fsync(ufd) < 0)
-			r = io_err(e, "cannot sync directory users/", w->rel);
 	}
 	close(ufd);
 	return r;
+}
+
+/* Makes the second phase durable: every user directory that got an entry. */
+static int sync_published(struct fstore *fs, struct made *mk, size_t n, struct qerr *e)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (mk[i].skip || !mk[i].json)
+			continue;
+		int ufd;
+		if (open_rel(fs, mk[i].rel, false, &ufd, e) != 0)
+			return qerr_temp(e, "file store: users/%.200s vanished during commit", mk[i].rel);
+		int r = fsync(ufd) < 0 ? io_err(e, "cannot sync directory users/", mk[i].rel) : 0;
+		close(ufd);
+		if (r < 0)
+			return -1;
+	}
+	return 0;
 }
 
 static int file_put_commit(void *put, const struct qmeta *m, char *const *ids,
@@ -743,21 +812,19 @@ static int file_put_commit(void *put, const struct qmeta *m, char *const *ids,
 			return -1;
 		}
 	}
-	if (fsync(p->fd) < 0 || close(p->fd) < 0) {
-		p->fd = -1;
-		io_err(e, "cannot sync tmp/", p->name);
-		put_free(p);
-		return -1;
-	}
-	p->fd = -1;
+	start_writeback(p->fd);
 	struct made *mk = xcalloc(m->nrcpt ? m->nrcpt : 1, sizeof *mk);
 	int r = 0;
 	size_t i;
 	for (i = 0; r == 0 && i < m->nrcpt; i++)
 		r = prepare_one(p, m, m->rcpt[i], ids[i], &mk[i], e);
+	if (r == 0)
+		r = sync_prepared(p, mk, i, e);
 	for (size_t j = 0; r == 0 && j < m->nrcpt; j++)
 		if (!mk[j].skip)
 			r = publish_one(p->fs, &mk[j], created, e);
+	if (r == 0)
+		r = sync_published(p->fs, mk, i, e);
 	if (r < 0) {
 		rollback(p->fs, mk, i);
 		*created = 0;
