@@ -184,7 +184,7 @@ class Load:
     """Threads POSTing unique messages through nginx, each stopping after
     n requests or when told; every result kept as (qid, body, status, t)."""
 
-    def __init__(self, port, tag, threads=4, n=150, pad=0, timeout=30):
+    def __init__(self, port, tag, threads=4, n=150, pad=0, timeout=30, pause=0.0):
         self.port = port
         self.tag = tag
         self.results = []
@@ -194,6 +194,7 @@ class Load:
         self.n = n
         self.pad = pad
         self.timeout = timeout
+        self.pause = pause
         self.threads = [threading.Thread(target=self.run, args=(i,), daemon=True)
                         for i in range(threads)]
 
@@ -210,6 +211,8 @@ class Load:
             with self.lock:
                 self.raw[qid] = raw
                 self.results.append((qid, body, status, t, time.monotonic()))
+            if self.pause:
+                time.sleep(self.pause)
 
     def start(self):
         for t in self.threads:
@@ -370,7 +373,7 @@ class PgsqlLoadTest(FaultCase):
         s = self.stack(backend="pgsql", workers=3)
         pg = s.pg
         pids = s.daemon.wait_workers(3)
-        load = Load(s.port, "PG", threads=4, n=5000).start()
+        load = Load(s.port, "PG", threads=4, n=5000, pause=0.02).start()
         self.addCleanup(load.stop.set)
         self.assertTrue(h._wait_for(lambda: load.count() >= 20, 20), "load did not start")
         gaps = []
