@@ -40,6 +40,7 @@ struct config {
 
 	/* ingest */
 	uint64_t max_message_size;
+	long max_recipients;       /* recipients one message may have */
 	char *header_prefix;     /* Rspamd's meta_header_prefix */
 	char **only_symbols;     /* store only messages carrying one of these */
 	size_t n_only_symbols;

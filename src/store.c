@@ -17,12 +17,6 @@
 #include "ingest_msghdr.h"
 #include "log.h"
 
-/* Recipients one message may have: Postfix's default smtpd_recipient_limit,
- * so no MTA in its default set-up sends more.  Each recipient costs the
- * file store directories and fsyncs: far more would keep a worker busy for
- * minutes, deaf to SIGTERM. */
-#define STORE_RCPT_MAX 1000
-
 struct store {
 	const struct store_backend *be;
 	void *state;
@@ -190,10 +184,12 @@ int store_put_commit(struct store_put *p, struct qmeta *m, char ***ids, size_t *
 		m->rcpt[0] = xstrdup(owner);
 		m->nrcpt = 1;
 	}
-	if (m->nrcpt > STORE_RCPT_MAX) {
+	/* Each recipient costs the backend files or rows: the bound keeps one
+	 * request from holding a worker for minutes, deaf to SIGTERM. */
+	if (m->nrcpt > (size_t)c->max_recipients) {
 		store_put_abort(p);
-		return qerr_input(e, 413, "too many recipients: %zu (at most %d)", m->nrcpt,
-				  STORE_RCPT_MAX);
+		return qerr_input(e, 413, "too many recipients: %zu (max_recipients is %ld)",
+				  m->nrcpt, c->max_recipients);
 	}
 	dedup_rcpt(m);
 

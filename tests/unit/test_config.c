@@ -77,7 +77,7 @@ static void test_table_covers_struct(void **state)
 {
 	(void)state;
 	/* One key per field of struct config except path and the counts. */
-	assert_int_equal(config_key_count(), 24);
+	assert_int_equal(config_key_count(), 25);
 	assert_null(config_key_at(config_key_count()));
 	for (size_t i = 0; i < config_key_count(); i++) {
 		const struct config_key_info *k = config_key_at(i);
@@ -103,6 +103,10 @@ static void test_int(void **state)
 	assert_int_equal(c.workers, 1);
 	assert_int_equal(config_set(&c, "workers", "257", &e), -1);
 	assert_string_equal(e.msg, "workers: 257 is out of range (1..256)");
+	assert_int_equal(config_set(&c, "max_recipients", "500", &e), 0);
+	assert_int_equal(c.max_recipients, 500);
+	assert_int_equal(config_set(&c, "max_recipients", "0", &e), -1);
+	assert_string_equal(e.msg, "max_recipients: 0 is out of range (1..100000)");
 	assert_int_equal(config_set(&c, "workers", "4x", &e), -1);
 	assert_string_equal(e.msg, "workers: not a number: '4x'");
 	assert_int_equal(config_set(&c, "workers", "", &e), -1);

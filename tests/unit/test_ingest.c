@@ -544,6 +544,22 @@ static void test_max_message_size(void **state)
 	req_free(&rq);
 }
 
+static void test_max_recipients(void **state)
+{
+	struct fixture *fx = *state;
+	struct qerr e;
+	struct req rq;
+	req_load(&rq, REQUESTS "02-utf8-two-rcpt-user-ipv6.default.http");
+	assert_int_equal(config_set(&fx->c, "max_recipients", "1", &e), 0);
+	expect_refused(fx, &rq, 413, "max_recipients");
+	assert_int_equal(config_set(&fx->c, "max_recipients", "2", &e), 0);
+	struct ingest_result res;
+	assert_int_equal(run(fx, &rq, &res, &e), 200);
+	assert_int_equal(res.nids, 2);
+	ingest_result_free(&res);
+	req_free(&rq);
+}
+
 static void test_only_symbols(void **state)
 {
 	struct fixture *fx = *state;
@@ -603,6 +619,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bad_requests, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_meta_header, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_max_message_size, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_max_recipients, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_only_symbols, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_storage_failure_is_503, setup, teardown),
 	};

@@ -58,6 +58,7 @@ static int setup(void **state)
 	f->c.backend = (char *)"file";
 	f->c.file_root = f->root;
 	f->c.max_message_size = 1 << 20;
+	f->c.max_recipients = 1000;
 	f->c.policy_prefix = (char *)"POLICY_";
 	f->c.default_owner = (char *)"postmaster";
 	struct qerr e;

@@ -38,6 +38,7 @@ static void test_accepts_and_forgets(void **state)
 	memset(&c, 0, sizeof c);
 	c.backend = (char *)"null";
 	c.max_message_size = 64;
+	c.max_recipients = 1000;
 	c.default_owner = (char *)"postmaster";
 	struct store *s;
 	struct qerr e;
