@@ -981,7 +981,9 @@ def main():
     res = unittest.TextTestRunner(verbosity=2, stream=sys.stderr).run(suite)
     failed = len(res.failures) + len(res.errors) + len(res.unexpectedSuccesses)
     skipped = len(res.skipped)
-    passed = res.testsRun - failed - skipped
+    # A failing setUpClass/setUpModule is an error without a test run:
+    # count it as a failure, never as a negative number of passes.
+    passed = max(res.testsRun - failed - skipped, 0)
     tag = ""
     if os.environ.get("RQ_BACKEND"):
         tag = " (%s)" % backend()
