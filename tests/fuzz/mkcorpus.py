@@ -225,6 +225,21 @@ def main():
         seed("config", "listen-" + v, v)
     seed("config", "bad", "workers = 99999999999999999999\nmax_message_size = 1Q\n")
 
+    # json_syntax: the symbols and fuzzy headers, the JSON bodies, edge cases
+    for label, hdrs, body in reqs:
+        for k, v in hdrs:
+            if k.lower() in ("x-rspamd-symbols", "x-rspamd-fuzzy"):
+                seed("json_syntax", label + "-" + k, v[:MAX_SEED])
+    for label, body in sorted(meta_json.items()):
+        seed("json_syntax", "body-" + label, body[:MAX_SEED])
+    seed("json_syntax", "escapes", '["\\"\\\\\\/\\b\\f\\n\\r\\t","\\u00e9\\ud83d\\ude00"]')
+    seed("json_syntax", "lone-surrogate", '["\\ud800","\\udc00"]')
+    seed("json_syntax", "numbers", '[0,-0,1.5e-3,-12E+2,99999999999999999999,1e400]')
+    seed("json_syntax", "literals", '{"a":true,"b":false,"c":null,"a":[{}]}')
+    seed("json_syntax", "deep", "[" * 2048 + "]" * 2048)
+    seed("json_syntax", "too-deep", "[" * 2048 + "1" + "]" * 2048)
+    seed("json_syntax", "latin1", b'[{"name":"S","options":["\xe4"]}]')
+
     # ingest: parameters, empty line, body
     for label, hdrs, body in reqs:
         if len(body) > MAX_SEED:
