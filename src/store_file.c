@@ -22,7 +22,15 @@
  *   <root>/ids/<id[0..1]>/<id>       symlink to "../../users/<domain>/<local>",
  *                                    to find an entry by its id
  *
- * An entry exists if and only if its .json exists.  Temporary names inside
+ * An entry exists if and only if its .json exists.  The .json file's
+ * modification time is the entry's received_at (set with futimens when it
+ * is written, before its fsync, and again whenever a status change
+ * rewrites it), and the store relies on it: expire decides by the mtime
+ * alone, and list orders the entries by it to read only as many .json
+ * files as it needs.  A backup that is restored must therefore keep
+ * modification times (tar and rsync -a do).  Entries written before the
+ * store kept this rule have the time of their commit, within a fraction
+ * of a second of their received_at.  Temporary names inside
  * users/ and ids/ start with ".tmp.<pid>.", which no address or ID can
  * produce.  Directories are created mode 0700, files 0600.
  *
@@ -78,6 +86,7 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -354,19 +363,31 @@ static void start_writeback(int fd)
 	(void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 }
 
-/* Writes text to a new temporary file in dirfd; its name goes to tmp (64
- * bytes).  With sync the file is fsynced, else only its writeback is
- * started and the caller fsyncs it later. */
-static int write_tmp(struct fstore *fs, int dirfd, const char *text, char *tmp, bool sync,
-		     struct qerr *e)
+/* Gives a metadata file the entry's received time as its modification
+ * time: list and expire read the time from there (see the top). */
+static int set_mtime(int fd, int64_t t)
+{
+	struct timespec ts[2] = { { .tv_sec = 0, .tv_nsec = UTIME_OMIT },
+				  { .tv_sec = (time_t)t, .tv_nsec = 0 } };
+	return futimens(fd, ts);
+}
+
+/* Writes metadata text to a new temporary file in dirfd, dated mtime;
+ * its name goes to tmp (64 bytes).  With sync the file is fsynced, else
+ * only its writeback is started and the caller fsyncs it later. */
+static int write_tmp(struct fstore *fs, int dirfd, const char *text, int64_t mtime, char *tmp,
+		     bool sync, struct qerr *e)
 {
 	tmp_name(fs, tmp, 64);
 	int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return io_err(e, "cannot create", tmp);
-	if (!sync && write_full(fd, text, strlen(text)) == 0) {
+	bool bad = write_full(fd, text, strlen(text)) < 0 || set_mtime(fd, mtime) < 0;
+	if (!bad && sync)
+		bad = fsync(fd) < 0;
+	else if (!bad)
 		start_writeback(fd);
-	} else if (!sync || write_full(fd, text, strlen(text)) < 0 || fsync(fd) < 0) {
+	if (bad) {
 		io_err(e, "cannot write", tmp);
 		close(fd);
 		unlinkat(dirfd, tmp, 0);
@@ -380,13 +401,13 @@ static int write_tmp(struct fstore *fs, int dirfd, const char *text, char *tmp, 
 	return 0;
 }
 
-/* Replaces dirfd/name with text durably: temporary file, fsync, rename.
- * The caller fsyncs dirfd. */
+/* Replaces the metadata file dirfd/name with text dated mtime, durably:
+ * temporary file, fsync, rename.  The caller fsyncs dirfd. */
 static int replace_file(struct fstore *fs, int dirfd, const char *name, const char *text,
-			struct qerr *e)
+			int64_t mtime, struct qerr *e)
 {
 	char tmp[64];
-	if (write_tmp(fs, dirfd, text, tmp, true, e) < 0)
+	if (write_tmp(fs, dirfd, text, mtime, tmp, true, e) < 0)
 		return -1;
 	if (renameat(dirfd, tmp, dirfd, name) < 0) {
 		io_err(e, "cannot rename to", name);
@@ -707,7 +728,7 @@ static int prepare_one(struct fput *p, const struct qmeta *m, const char *rcpt,
 	qe.status_changed = m->received_at;
 	qe.meta = *m;
 	char *json = qentry_to_json(&qe, true);
-	int r = write_tmp(fs, ufd, json, w->jtmp, false, e);
+	int r = write_tmp(fs, ufd, json, m->received_at, w->jtmp, false, e);
 	free(json);
 	if (r < 0)
 		goto fail;
@@ -1047,6 +1068,62 @@ static int each_entry(int ufd, const char *rel, int (*fn)(struct qentry *q, int 
 	return r;
 }
 
+/* An entry as its directory shows it, before its metadata is read: the
+ * .json file's mtime is its received_at (see the top of the file). */
+struct cand {
+	char id[ENTRY_ID_LEN + 1];
+	int64_t at;
+	size_t dir; /* which directory, for a list over every user */
+};
+
+struct cand_vec {
+	struct cand *v;
+	size_t n, cap;
+};
+
+/* Adds every entry of one user directory with its time, by a stat of its
+ * .json alone. */
+static int gather_cands(int ufd, const char *rel, size_t dir, struct cand_vec *cv,
+			struct qerr *e)
+{
+	DIR *d = open_listing(ufd);
+	if (d == NULL)
+		return io_err(e, "cannot list users/", rel);
+	struct dirent *de;
+	int r = 0;
+	while ((de = readdir(d)) != NULL) {
+		if (!is_entry_file(de->d_name, ".json"))
+			continue;
+		struct stat st;
+		if (fstatat(ufd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			if (errno == ENOENT)
+				continue; /* removed meanwhile */
+			r = io_err(e, "cannot look at", de->d_name);
+			break;
+		}
+		if (cv->n == cv->cap) {
+			cv->cap = cv->cap ? cv->cap * 2 : 64;
+			cv->v = xrealloc(cv->v, cv->cap * sizeof *cv->v);
+		}
+		struct cand *c = &cv->v[cv->n++];
+		memcpy(c->id, de->d_name, ENTRY_ID_LEN);
+		c->id[ENTRY_ID_LEN] = '\0';
+		c->at = (int64_t)st.st_mtime;
+		c->dir = dir;
+	}
+	closedir(d);
+	return r;
+}
+
+/* Newest first; equal times by id, as list orders entries. */
+static int cand_newest_first(const void *a, const void *b)
+{
+	const struct cand *x = a, *y = b;
+	if (x->at != y->at)
+		return x->at > y->at ? -1 : 1;
+	return strcmp(x->id, y->id);
+}
+
 /* Entries gathered for sorting. */
 struct entry_vec {
 	struct qentry *v;
@@ -1103,29 +1180,42 @@ static bool matches(const struct store_filter *f, const struct qentry *q)
 	return true;
 }
 
-static int collect_matching(struct qentry *q, int ufd, void *arg)
+/* What list gathers over every user directory: the entries and the
+ * directories' names, to open them again for the entries it reads. */
+struct list_gather {
+	struct cand_vec cv;
+	char **dirs;
+	size_t ndirs, capdirs;
+};
+
+static int gather_dir(int ufd, const char *rel, void *arg, struct qerr *e)
 {
-	(void)ufd;
-	struct entry_vec *ev = arg;
-	if (matches(ev->f, q))
-		vec_push(ev, q);
-	return 0;
+	struct list_gather *g = arg;
+	if (g->ndirs == g->capdirs) {
+		g->capdirs = g->capdirs ? g->capdirs * 2 : 64;
+		g->dirs = xrealloc(g->dirs, g->capdirs * sizeof *g->dirs);
+	}
+	g->dirs[g->ndirs] = xstrdup(rel);
+	return gather_cands(ufd, rel, g->ndirs++, &g->cv, e);
 }
 
-static int list_dir(int ufd, const char *rel, void *arg, struct qerr *e)
-{
-	return each_entry(ufd, rel, collect_matching, arg, e);
-}
-
+/*
+ * Lists by the .json mtimes: every entry's time comes from a stat, the
+ * candidates are sorted newest first, and metadata is read in that order
+ * only until limit entries match (the other filters need it).  The time
+ * bounds are applied to the mtime before reading, and again to the
+ * metadata's received_at.
+ */
 static int file_list(void *state, const struct store_filter *f, store_entry_cb cb, void *arg,
 		     struct qerr *e)
 {
 	struct fstore *fs = state;
 	struct entry_vec ev = { .f = f };
-	int r;
+	struct list_gather g = { { NULL, 0, 0 }, NULL, 0, 0 };
+	int r, ufd = -1;
+	size_t open_dir = 0;
 	if (f && f->rcpt) {
 		char rel[REL_MAX];
-		int ufd;
 		if (rcpt_rel(f->rcpt, rel, sizeof rel, e) < 0)
 			return -1;
 		r = open_rel(fs, rel, false, &ufd, e);
@@ -1133,20 +1223,67 @@ static int file_list(void *state, const struct store_filter *f, store_entry_cb c
 			return 0;
 		if (r < 0)
 			return -1;
-		r = list_dir(ufd, rel, &ev, e);
-		close(ufd);
+		r = gather_cands(ufd, rel, 0, &g.cv, e);
+		g.dirs = xmalloc(sizeof *g.dirs);
+		g.dirs[g.ndirs++] = xstrdup(rel);
 	} else {
-		r = walk_users(fs, list_dir, &ev, e);
+		r = walk_users(fs, gather_dir, &g, e);
 	}
+	if (r == 0 && g.cv.n > 1)
+		qsort(g.cv.v, g.cv.n, sizeof *g.cv.v, cand_newest_first);
+	size_t limit = f && f->limit ? f->limit : SIZE_MAX;
+	for (size_t i = 0; r == 0 && i < g.cv.n && ev.n < limit; i++) {
+		const struct cand *c = &g.cv.v[i];
+		if (f && f->until && c->at >= f->until)
+			continue;
+		if (f && f->since && c->at < f->since)
+			break; /* the rest is older still */
+		if (ufd < 0 || c->dir != open_dir) {
+			if (ufd >= 0)
+				close(ufd);
+			ufd = -1;
+			int o = open_rel(fs, g.dirs[c->dir], false, &ufd, e);
+			if (o == 1)
+				continue; /* gone meanwhile */
+			if (o < 0) {
+				r = -1;
+				break;
+			}
+			open_dir = c->dir;
+		}
+		struct qentry q;
+		struct qerr le;
+		qerr_clear(&le);
+		int lr = load_entry(ufd, c->id, &q, &le);
+		if (lr == 1)
+			continue; /* removed meanwhile */
+		if (lr < 0) {
+			if (le.cls == QERR_TEMP) {
+				*e = le;
+				r = -1;
+				break;
+			}
+			log_msg(LOG_WARNING, "%s (users/%s)", le.msg, g.dirs[c->dir]);
+			continue;
+		}
+		if (matches(f, &q))
+			vec_push(&ev, &q);
+		qentry_free(&q);
+	}
+	if (ufd >= 0)
+		close(ufd);
 	if (r == 0) {
 		if (ev.n > 1)
 			qsort(ev.v, ev.n, sizeof *ev.v, newest_first);
-		size_t n = f && f->limit && f->limit < ev.n ? f->limit : ev.n;
-		for (size_t i = 0; i < n; i++)
+		for (size_t i = 0; i < ev.n && i < limit; i++)
 			if (cb(&ev.v[i], arg) != 0)
 				break;
 	}
 	vec_free(&ev);
+	for (size_t i = 0; i < g.ndirs; i++)
+		free(g.dirs[i]);
+	free(g.dirs);
+	free(g.cv.v);
 	return r;
 }
 
@@ -1218,22 +1355,16 @@ static int file_set_status(void *state, const char *id, enum entry_status s, int
 	q.status = s;
 	q.status_changed = now;
 	char *json = qentry_to_json(&q, true);
+	int64_t received = q.meta.received_at;
 	qentry_free(&q);
 	snprintf(name, sizeof name, "%s.json", id);
-	r = replace_file(fs, ufd, name, json, e);
+	r = replace_file(fs, ufd, name, json, received, e);
 	free(json);
 	if (r == 0 && fsync(ufd) < 0)
 		r = io_err(e, "cannot sync directory of", id);
 	close(ufd);
 	return r;
 }
-
-/* One entry as expire sees it. */
-struct exp_item {
-	char id[ENTRY_ID_LEN + 1];
-	int64_t received_at;
-	uint64_t size;
-};
 
 /* Content that dry-run expire would unlink, to count what would be freed. */
 struct exp_content {
@@ -1247,34 +1378,27 @@ struct exp_ctx {
 	struct fstore *fs;
 	const struct expire_opts *o;
 	struct expire_result *r;
-	struct exp_item *items;
-	size_t n, cap;
+	struct cand_vec cv;
 	struct exp_content *dry;
 	size_t ndry, capdry;
 	int64_t now;
 };
 
-static int gather_item(struct qentry *q, int ufd, void *arg)
+/* The size of an entry's message as the byte limit counts it, the
+ * original bytes: the content file's size when it is stored plain, else
+ * what the metadata records. */
+static uint64_t entry_size(int ufd, const char *id)
 {
-	(void)ufd;
-	struct exp_ctx *x = arg;
-	if (x->n == x->cap) {
-		x->cap = x->cap ? x->cap * 2 : 64;
-		x->items = xrealloc(x->items, x->cap * sizeof *x->items);
-	}
-	struct exp_item *it = &x->items[x->n++];
-	memcpy(it->id, q->id, sizeof it->id);
-	it->received_at = q->meta.received_at;
-	it->size = q->meta.size;
-	return 0;
-}
-
-static int item_newest_first(const void *a, const void *b)
-{
-	const struct exp_item *x = a, *y = b;
-	if (x->received_at != y->received_at)
-		return x->received_at > y->received_at ? -1 : 1;
-	return strcmp(x->id, y->id);
+	char name[ENTRY_ID_LEN + 8];
+	struct stat st;
+	if (find_content(ufd, id, name, sizeof name, &st) == 0 && is_entry_file(name, ".eml"))
+		return (uint64_t)st.st_size;
+	struct qentry q;
+	if (load_entry(ufd, id, &q, NULL) != 0)
+		return 0;
+	uint64_t n = q.meta.size;
+	qentry_free(&q);
+	return n;
 }
 
 /* Removes temporary files of dead processes and .eml files that never
@@ -1312,25 +1436,28 @@ static int expire_dir(int ufd, const char *rel, void *arg, struct qerr *e)
 {
 	struct exp_ctx *x = arg;
 	const struct expire_opts *o = x->o;
-	x->n = 0;
-	if (each_entry(ufd, rel, gather_item, x, e) < 0)
+	x->cv.n = 0;
+	if (gather_cands(ufd, rel, 0, &x->cv, e) < 0)
 		return -1;
-	if (x->n > 1)
-		qsort(x->items, x->n, sizeof *x->items, item_newest_first);
+	if (x->cv.n > 1)
+		qsort(x->cv.v, x->cv.n, sizeof *x->cv.v, cand_newest_first);
 	uint64_t kept_bytes = 0;
 	long kept = 0;
 	bool full = false; /* once a limit is reached, everything older goes */
-	for (size_t i = 0; i < x->n; i++) {
-		struct exp_item *it = &x->items[i];
-		bool drop = o->cutoff && it->received_at < o->cutoff;
+	for (size_t i = 0; i < x->cv.n; i++) {
+		struct cand *it = &x->cv.v[i];
+		bool drop = o->cutoff && it->at < o->cutoff;
+		uint64_t size = 0;
+		if (!drop && !full && o->max_bytes_per_rcpt)
+			size = entry_size(ufd, it->id);
 		if (!drop) {
 			if (full || (o->max_per_rcpt && kept >= o->max_per_rcpt) ||
-			    (o->max_bytes_per_rcpt && kept_bytes + it->size > o->max_bytes_per_rcpt))
+			    (o->max_bytes_per_rcpt && kept_bytes + size > o->max_bytes_per_rcpt))
 				full = drop = true;
 		}
 		if (!drop) {
 			kept++;
-			kept_bytes += it->size;
+			kept_bytes += size;
 			continue;
 		}
 		x->r->entries++;
@@ -1404,7 +1531,7 @@ static int file_expire(void *state, const struct expire_opts *o, struct expire_r
 	int rc = walk_users(x.fs, expire_dir, &x, e);
 	if (rc == 0 && o->dry_run)
 		count_dry(&x);
-	free(x.items);
+	free(x.cv.v);
 	free(x.dry);
 	return rc;
 }

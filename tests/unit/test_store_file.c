@@ -549,6 +549,193 @@ static void test_expire(void **state)
 	assert_int_equal(st.entries, 0);
 }
 
+#define DAY 86400
+#define T0 1700000000
+
+/* The .json mtime of entry id for rcpt directory rel. */
+static int64_t json_mtime(struct fixture *f, const char *rel, const char *id)
+{
+	char path[512];
+	struct stat st;
+	user_file(f, rel, id, "json", path, sizeof path);
+	assert_int_equal(stat(path, &st), 0);
+	return (int64_t)st.st_mtime;
+}
+
+/* 30 days of mail, 4 a day 6 hours apart, for three recipients in turn;
+ * day d message k is received at T0 + d days + 6k hours, qid "D<d>K<k>".
+ * ids[d * 4 + k] gets its entry id, rels[] its directory. */
+static void fill_30_days(struct fixture *f, char ids[120][ENTRY_ID_LEN + 1],
+			 const char *rels[120])
+{
+	static const char *const rc[] = { "a@example.org", "b@example.org", "c@example.org" };
+	static const char *const rl[] = { "example.org/a", "example.org/b", "example.org/c" };
+	for (int d = 0; d < 30; d++) {
+		for (int k = 0; k < 4; k++) {
+			int i = d * 4 + k;
+			char body[64], qid[16];
+			int len = snprintf(body, sizeof body, "Subject: %d\n\nbody %d\n", i, i);
+			snprintf(qid, sizeof qid, "D%dK%d", d, k);
+			const char *const r1[] = { rc[i % 3] };
+			struct put_args a = { body, (size_t)len, r1, 1, qid, NULL, NULL };
+			char **pi;
+			size_t n, created;
+			set_now(T0 + (int64_t)d * DAY + k * 6 * 3600);
+			put_ok(f->s, &a, &pi, &n, &created);
+			assert_int_equal(created, 1);
+			strcpy(ids[i], pi[0]);
+			rels[i] = rl[i % 3];
+			xfree_strv(pi, n);
+		}
+	}
+	set_now(T0 + 30 * DAY);
+}
+
+static void test_expire_by_mtime(void **state)
+{
+	struct fixture *f = *state;
+	char ids[120][ENTRY_ID_LEN + 1];
+	const char *rels[120];
+	struct qerr e;
+	struct expire_result r;
+	struct listed l;
+	struct store_filter flt = all_filter();
+	fill_30_days(f, ids, rels);
+	/* every .json carries its received time, whatever the clock */
+	for (int i = 0; i < 120; i++)
+		assert_int_equal(json_mtime(f, rels[i], ids[i]), T0 + (int64_t)(i / 4) * DAY +
+								   (i % 4) * 6 * 3600);
+
+	/* the oldest day goes, to the second: 4 entries */
+	struct expire_opts o = { .cutoff = T0 + DAY, .dry_run = true };
+	assert_int_equal(store_expire(f->s, &o, &r, &e), 0);
+	assert_int_equal(r.entries, 4);
+	assert_int_equal(list_n(f->s, &flt, &l), 120);
+	o.dry_run = false;
+	assert_int_equal(store_expire(f->s, &o, &r, &e), 0);
+	assert_int_equal(r.entries, 4);
+	assert_int_equal(r.messages, 4);
+	assert_int_equal(list_n(f->s, &flt, &l), 116);
+	struct qentry q;
+	for (int i = 0; i < 8; i++) {
+		int got = store_get(f->s, ids[i], &q, &e);
+		assert_int_equal(got, i < 4 ? -1 : 0);
+		if (got == 0)
+			qentry_free(&q);
+	}
+	/* a cutoff one second past an entry's time takes it, at it keeps it */
+	o.cutoff = T0 + DAY + 6 * 3600;
+	assert_int_equal(store_expire(f->s, &o, &r, &e), 0);
+	assert_int_equal(r.entries, 1);
+	o.cutoff = T0 + DAY + 12 * 3600 + 1;
+	assert_int_equal(store_expire(f->s, &o, &r, &e), 0);
+	assert_int_equal(r.entries, 2);
+	/* half the month */
+	o.cutoff = T0 + 15 * DAY;
+	assert_int_equal(store_expire(f->s, &o, &r, &e), 0);
+	assert_int_equal(r.entries, 56 - 3);
+	assert_int_equal(list_n(f->s, &flt, &l), 60);
+
+	/* the decision is the mtime's alone: an entry dated back goes */
+	char path[512];
+	user_file(f, rels[100], ids[100], "json", path, sizeof path);
+	struct timespec ts[2] = { { 0, UTIME_OMIT }, { T0, 0 } };
+	assert_int_equal(utimensat(AT_FDCWD, path, ts, 0), 0);
+	o.cutoff = T0 + 15 * DAY;
+	assert_int_equal(store_expire(f->s, &o, &r, &e), 0);
+	assert_int_equal(r.entries, 1);
+	assert_int_equal(store_get(f->s, ids[100], &q, &e), -1);
+	assert_int_equal(e.cls, QERR_NOTFOUND);
+
+	/* per-recipient limits still count and order by time */
+	struct expire_opts m = { .max_per_rcpt = 5 };
+	assert_int_equal(store_expire(f->s, &m, &r, &e), 0);
+	assert_int_equal(r.entries, 59 - 15);
+	flt.rcpt = "a@example.org";
+	assert_int_equal(list_n(f->s, &flt, &l), 5);
+	assert_string_equal(l.ids[0], ids[117]);
+	assert_string_equal(l.ids[4], ids[105]);
+}
+
+static void test_list_limit_by_mtime(void **state)
+{
+	struct fixture *f = *state;
+	char ids[120][ENTRY_ID_LEN + 1];
+	const char *rels[120];
+	struct listed l;
+	struct store_filter flt = all_filter();
+	fill_30_days(f, ids, rels);
+
+	/* the newest five over every user, newest first */
+	flt.limit = 5;
+	assert_int_equal(list_n(f->s, &flt, &l), 5);
+	for (int i = 0; i < 5; i++) {
+		assert_string_equal(l.ids[i], ids[119 - i]);
+		assert_int_equal(l.at[i], T0 + (int64_t)((119 - i) / 4) * DAY +
+						  ((119 - i) % 4) * 6 * 3600);
+	}
+	/* one recipient: every third entry */
+	flt.rcpt = "b@example.org";
+	flt.limit = 3;
+	assert_int_equal(list_n(f->s, &flt, &l), 3);
+	assert_string_equal(l.ids[0], ids[118]);
+	assert_string_equal(l.ids[1], ids[115]);
+	assert_string_equal(l.ids[2], ids[112]);
+	/* a filter on metadata reads past what it skips: the only match is old */
+	flt = all_filter();
+	flt.qid = "D2K1";
+	flt.limit = 1;
+	assert_int_equal(list_n(f->s, &flt, &l), 1);
+	assert_string_equal(l.ids[0], ids[9]);
+	/* time bounds with a limit */
+	flt = all_filter();
+	flt.since = T0 + 10 * DAY;
+	flt.until = T0 + 11 * DAY;
+	assert_int_equal(list_n(f->s, &flt, &l), 4);
+	assert_string_equal(l.ids[0], ids[43]);
+	assert_string_equal(l.ids[3], ids[40]);
+	flt.limit = 2;
+	assert_int_equal(list_n(f->s, &flt, &l), 2);
+	assert_string_equal(l.ids[0], ids[43]);
+	assert_string_equal(l.ids[1], ids[42]);
+	/* deleted entries do not count towards the limit */
+	struct qerr e;
+	assert_int_equal(store_set_status(f->s, ids[119], ENTRY_DELETED, &e), 0);
+	assert_int_equal(store_set_status(f->s, ids[118], ENTRY_DELETED, &e), 0);
+	flt = all_filter();
+	flt.limit = 2;
+	assert_int_equal(list_n(f->s, &flt, &l), 2);
+	assert_string_equal(l.ids[0], ids[117]);
+	assert_string_equal(l.ids[1], ids[116]);
+}
+
+static void test_set_status_keeps_mtime(void **state)
+{
+	struct fixture *f = *state;
+	const char *const r1[] = { "a@example.org" };
+	struct put_args a = { MSG, sizeof MSG - 1, r1, 1, "Q1", NULL, NULL };
+	char **ids;
+	size_t nids, created;
+	struct qerr e;
+	set_now(T0);
+	put_ok(f->s, &a, &ids, &nids, &created);
+	assert_int_equal(json_mtime(f, "example.org/a", ids[0]), T0);
+	set_now(T0 + 5 * DAY);
+	assert_int_equal(store_set_status(f->s, ids[0], ENTRY_RELEASED, &e), 0);
+	assert_int_equal(json_mtime(f, "example.org/a", ids[0]), T0);
+	struct qentry q;
+	assert_int_equal(store_get(f->s, ids[0], &q, &e), 0);
+	assert_int_equal(q.status_changed, T0 + 5 * DAY);
+	assert_int_equal(q.meta.received_at, T0);
+	qentry_free(&q);
+	/* still expired by its received time, not by the status change */
+	struct expire_opts o = { .cutoff = T0 + 1 };
+	struct expire_result r;
+	assert_int_equal(store_expire(f->s, &o, &r, &e), 0);
+	assert_int_equal(r.entries, 1);
+	xfree_strv(ids, nids);
+}
+
 /* nftw callback state: everything found must lie below root. */
 static const char *walk_root;
 static int walk_count;
@@ -1128,6 +1315,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_list_filters, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_remove_keeps_shared, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_expire, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_expire_by_mtime, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_list_limit_by_mtime, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_set_status_keeps_mtime, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hostile_recipients, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_size_limits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failure_leaves_nothing, setup, teardown),
