@@ -30,7 +30,9 @@
  * files as it needs.  A backup that is restored must therefore keep
  * modification times (tar and rsync -a do).  Entries written before the
  * store kept this rule have the time of their commit, within a fraction
- * of a second of their received_at.  Temporary names inside
+ * of a second of their received_at.  Expire fsyncs each user directory
+ * once after its removals and each ids directory once at the end, rather
+ * than both after every entry.  Temporary names inside
  * users/ and ids/ start with ".tmp.<pid>.", which no address or ID can
  * produce.  Directories are created mode 0700, files 0600.
  *
@@ -1289,9 +1291,11 @@ static int file_list(void *state, const struct store_filter *f, store_entry_cb c
 
 /* Unlinks an entry's files: metadata first (then the entry is gone),
  * content, and the id link.  freed and bytes count content whose last
- * link this was. */
+ * link this was.  With ids_dirty NULL both directories are fsynced here;
+ * else the caller fsyncs ufd, and the ids directory is marked in
+ * ids_dirty (one bit per first byte of an id) for it to fsync once. */
 static int remove_files(struct fstore *fs, int ufd, const char *id, bool *freed,
-			uint64_t *bytes, struct qerr *e)
+			uint64_t *bytes, uint8_t *ids_dirty, struct qerr *e)
 {
 	char name[ENTRY_ID_LEN + 8];
 	struct stat st;
@@ -1309,13 +1313,18 @@ static int remove_files(struct fstore *fs, int ufd, const char *id, bool *freed,
 			*bytes = (uint64_t)st.st_size;
 		}
 	}
-	if (fsync(ufd) < 0)
+	if (ids_dirty == NULL && fsync(ufd) < 0)
 		return io_err(e, "cannot sync directory of", id);
 	char xx[3] = { id[0], id[1], '\0' };
 	int xfd;
 	if (open_subdir(fs->idsfd, xx, false, &xfd, NULL) == 0) {
 		unlinkat(xfd, id, 0);
-		(void)fsync(xfd);
+		if (ids_dirty == NULL) {
+			(void)fsync(xfd);
+		} else {
+			unsigned b = (unsigned)strtoul(xx, NULL, 16);
+			ids_dirty[b / 8] |= (uint8_t)(1u << (b % 8));
+		}
 		close(xfd);
 	}
 	return 0;
@@ -1329,7 +1338,7 @@ static int file_remove(void *state, const char *id, struct qerr *e)
 	uint64_t bytes;
 	if (entry_dir(fs, id, &ufd, NULL, e) < 0)
 		return -1;
-	int r = remove_files(fs, ufd, id, &freed, &bytes, e);
+	int r = remove_files(fs, ufd, id, &freed, &bytes, NULL, e);
 	close(ufd);
 	return r;
 }
@@ -1382,6 +1391,7 @@ struct exp_ctx {
 	struct exp_content *dry;
 	size_t ndry, capdry;
 	int64_t now;
+	uint8_t ids_dirty[32]; /* ids/<xx> directories to fsync at the end */
 };
 
 /* The size of an entry's message as the byte limit counts it, the
@@ -1444,6 +1454,7 @@ static int expire_dir(int ufd, const char *rel, void *arg, struct qerr *e)
 	uint64_t kept_bytes = 0;
 	long kept = 0;
 	bool full = false; /* once a limit is reached, everything older goes */
+	bool removed = false;
 	for (size_t i = 0; i < x->cv.n; i++) {
 		struct cand *it = &x->cv.v[i];
 		bool drop = o->cutoff && it->at < o->cutoff;
@@ -1478,7 +1489,7 @@ static int expire_dir(int ufd, const char *rel, void *arg, struct qerr *e)
 		uint64_t bytes;
 		struct qerr re;
 		qerr_clear(&re);
-		if (remove_files(x->fs, ufd, it->id, &freed, &bytes, &re) < 0) {
+		if (remove_files(x->fs, ufd, it->id, &freed, &bytes, x->ids_dirty, &re) < 0) {
 			if (re.cls == QERR_NOTFOUND) {
 				x->r->entries--; /* removed meanwhile */
 				continue;
@@ -1486,13 +1497,36 @@ static int expire_dir(int ufd, const char *rel, void *arg, struct qerr *e)
 			*e = re;
 			return -1;
 		}
+		removed = true;
 		if (freed) {
 			x->r->messages++;
 			x->r->bytes += bytes;
 		}
 	}
+	/* One fsync for all of this directory's removals. */
+	if (removed && fsync(ufd) < 0)
+		return io_err(e, "cannot sync directory users/", rel);
 	if (!o->dry_run)
 		sweep_dir(ufd, rel, x->now);
+	return 0;
+}
+
+/* fsyncs the ids directories expire removed links from, once each. */
+static int sync_ids_dirs(struct fstore *fs, const uint8_t *dirty, struct qerr *e)
+{
+	for (unsigned b = 0; b < 256; b++) {
+		if (!(dirty[b / 8] & (1u << (b % 8))))
+			continue;
+		char xx[3];
+		snprintf(xx, sizeof xx, "%02x", b);
+		int xfd;
+		if (open_subdir(fs->idsfd, xx, false, &xfd, NULL) != 0)
+			continue;
+		int r = fsync(xfd) < 0 ? io_err(e, "cannot sync ids directory", xx) : 0;
+		close(xfd);
+		if (r < 0)
+			return -1;
+	}
 	return 0;
 }
 
@@ -1531,6 +1565,8 @@ static int file_expire(void *state, const struct expire_opts *o, struct expire_r
 	int rc = walk_users(x.fs, expire_dir, &x, e);
 	if (rc == 0 && o->dry_run)
 		count_dry(&x);
+	if (rc == 0)
+		rc = sync_ids_dirs(x.fs, x.ids_dirty, e);
 	free(x.cv.v);
 	free(x.dry);
 	return rc;
