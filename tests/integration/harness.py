@@ -501,6 +501,8 @@ class Daemon:
         self.logfile = os.path.join(self.dir, "daemon.log")
         self.proc = None
         self.pid = None
+        # Set by a test that makes libfcgi abort a worker on purpose.
+        self.libfcgi_aborts_expected = False
         os.makedirs(self.rundir, exist_ok=True)
         os.makedirs(self.file_root, exist_ok=True)
         os.chmod(self.dir, 0o755)
@@ -627,7 +629,7 @@ class Daemon:
         if expect is not None and rc != expect:
             raise AssertionError("rspamd-quarantined exited %s, expected %s; log:\n%s"
                                  % (rc, expect, self.log()))
-        log = self.log()
+        log = _drop_libfcgi_aborts(self.log()) if self.libfcgi_aborts_expected else self.log()
         if "Sanitizer" in log or "runtime error:" in log:
             raise AssertionError("sanitizer report in the daemon log:\n" + log)
         return rc
@@ -969,6 +971,29 @@ class ServerTestCase(unittest.TestCase):
 
 
 # ---------------------------------------------------------------- main
+
+def _drop_libfcgi_aborts(log):
+    """The log without AddressSanitizer's reports of the huge allocation
+    that makes libfcgi abort on a crafted PARAMS record (PROTOCOL.md §6):
+    a test that provokes it on purpose expects exactly those, and only
+    those whose stack is inside libfcgi."""
+    out, block = [], None
+    for line in log.splitlines(keepends=True):
+        if block is None and "ERROR: AddressSanitizer: requested allocation size" in line:
+            block = [line]
+        elif block is not None:
+            block.append(line)
+            if line.rstrip().endswith("==ABORTING"):
+                text = "".join(block)
+                if "libfcgi.so" not in text:
+                    out.append(text)
+                block = None
+        else:
+            out.append(line)
+    if block is not None:
+        out.append("".join(block))
+    return "".join(out)
+
 
 def main():
     """Runs the calling module's tests; prints the parseable count line."""
