@@ -1083,10 +1083,17 @@ struct cand_vec {
 	size_t n, cap;
 };
 
+/* Names expire's sweep looks at (content and temporary files), noted in
+ * the same pass over the directory as the entries. */
+struct name_vec {
+	char (*v)[64];
+	size_t n, cap;
+};
+
 /* Adds every entry of one user directory with its time, by a stat of its
- * .json alone. */
+ * .json alone; with names, also notes the other files sweep_dir needs. */
 static int gather_cands(int ufd, const char *rel, size_t dir, struct cand_vec *cv,
-			struct qerr *e)
+			struct name_vec *names, struct qerr *e)
 {
 	DIR *d = open_listing(ufd);
 	if (d == NULL)
@@ -1094,8 +1101,20 @@ static int gather_cands(int ufd, const char *rel, size_t dir, struct cand_vec *c
 	struct dirent *de;
 	int r = 0;
 	while ((de = readdir(d)) != NULL) {
-		if (!is_entry_file(de->d_name, ".json"))
+		if (!is_entry_file(de->d_name, ".json")) {
+			size_t len = strlen(de->d_name);
+			if (names == NULL || len >= sizeof names->v[0] ||
+			    (strncmp(de->d_name, TMP_PREFIX, strlen(TMP_PREFIX)) != 0 &&
+			     !is_entry_file(de->d_name, ".eml") &&
+			     !is_entry_file(de->d_name, ".eml.gz")))
+				continue;
+			if (names->n == names->cap) {
+				names->cap = names->cap ? names->cap * 2 : 64;
+				names->v = xrealloc(names->v, names->cap * sizeof names->v[0]);
+			}
+			memcpy(names->v[names->n++], de->d_name, len + 1);
 			continue;
+		}
 		struct stat st;
 		if (fstatat(ufd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
 			if (errno == ENOENT)
@@ -1115,6 +1134,12 @@ static int gather_cands(int ufd, const char *rel, size_t dir, struct cand_vec *c
 	}
 	closedir(d);
 	return r;
+}
+
+/* By id, to look entries up. */
+static int cand_by_id(const void *a, const void *b)
+{
+	return strcmp(((const struct cand *)a)->id, ((const struct cand *)b)->id);
 }
 
 /* Newest first; equal times by id, as list orders entries. */
@@ -1198,7 +1223,7 @@ static int gather_dir(int ufd, const char *rel, void *arg, struct qerr *e)
 		g->dirs = xrealloc(g->dirs, g->capdirs * sizeof *g->dirs);
 	}
 	g->dirs[g->ndirs] = xstrdup(rel);
-	return gather_cands(ufd, rel, g->ndirs++, &g->cv, e);
+	return gather_cands(ufd, rel, g->ndirs++, &g->cv, NULL, e);
 }
 
 /*
@@ -1225,7 +1250,7 @@ static int file_list(void *state, const struct store_filter *f, store_entry_cb c
 			return 0;
 		if (r < 0)
 			return -1;
-		r = gather_cands(ufd, rel, 0, &g.cv, e);
+		r = gather_cands(ufd, rel, 0, &g.cv, NULL, e);
 		g.dirs = xmalloc(sizeof *g.dirs);
 		g.dirs[g.ndirs++] = xstrdup(rel);
 	} else {
@@ -1388,6 +1413,7 @@ struct exp_ctx {
 	const struct expire_opts *o;
 	struct expire_result *r;
 	struct cand_vec cv;
+	struct name_vec names;
 	struct exp_content *dry;
 	size_t ndry, capdry;
 	int64_t now;
@@ -1412,33 +1438,36 @@ static uint64_t entry_size(int ufd, const char *id)
 }
 
 /* Removes temporary files of dead processes and .eml files that never
- * got their metadata (a crash mid-commit), once they are old enough. */
-static void sweep_dir(int ufd, const char *rel, int64_t now)
+ * got their metadata (a crash mid-commit), once they are old enough.
+ * names and cv (sorted by id) are what gather_cands saw in the directory:
+ * only content without a .json there is looked at again. */
+static void sweep_dir(int ufd, const char *rel, int64_t now, const struct name_vec *names,
+		      const struct cand_vec *cv)
 {
-	DIR *d = open_listing(ufd);
-	if (d == NULL)
-		return;
-	struct dirent *de;
-	while ((de = readdir(d)) != NULL) {
+	for (size_t i = 0; i < names->n; i++) {
+		const char *name = names->v[i];
 		struct stat st;
-		if (owner_dead(de->d_name, TMP_PREFIX)) {
-			unlinkat(ufd, de->d_name, 0);
+		if (owner_dead(name, TMP_PREFIX)) {
+			unlinkat(ufd, name, 0);
 			continue;
 		}
-		if (!is_entry_file(de->d_name, ".eml") && !is_entry_file(de->d_name, ".eml.gz"))
+		if (!is_entry_file(name, ".eml") && !is_entry_file(name, ".eml.gz"))
 			continue;
+		struct cand key;
+		memcpy(key.id, name, ENTRY_ID_LEN);
+		key.id[ENTRY_ID_LEN] = '\0';
+		if (bsearch(&key, cv->v, cv->n, sizeof *cv->v, cand_by_id) != NULL)
+			continue; /* it has (or had, until expired now) its metadata */
 		char json[ENTRY_ID_LEN + 8];
-		snprintf(json, sizeof json, "%.*s.json", ENTRY_ID_LEN, de->d_name);
+		snprintf(json, sizeof json, "%.*s.json", ENTRY_ID_LEN, name);
 		if (fstatat(ufd, json, &st, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT)
 			continue;
-		if (fstatat(ufd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		if (fstatat(ufd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
 		    now - (int64_t)st.st_ctime > ORPHAN_AGE) {
-			unlinkat(ufd, de->d_name, 0);
-			log_msg(LOG_INFO, "file store: removed orphaned users/%s/%s", rel,
-				de->d_name);
+			unlinkat(ufd, name, 0);
+			log_msg(LOG_INFO, "file store: removed orphaned users/%s/%s", rel, name);
 		}
 	}
-	closedir(d);
 }
 
 /* Expires within one user directory. */
@@ -1447,7 +1476,8 @@ static int expire_dir(int ufd, const char *rel, void *arg, struct qerr *e)
 	struct exp_ctx *x = arg;
 	const struct expire_opts *o = x->o;
 	x->cv.n = 0;
-	if (gather_cands(ufd, rel, 0, &x->cv, e) < 0)
+	x->names.n = 0;
+	if (gather_cands(ufd, rel, 0, &x->cv, &x->names, e) < 0)
 		return -1;
 	if (x->cv.n > 1)
 		qsort(x->cv.v, x->cv.n, sizeof *x->cv.v, cand_newest_first);
@@ -1506,8 +1536,11 @@ static int expire_dir(int ufd, const char *rel, void *arg, struct qerr *e)
 	/* One fsync for all of this directory's removals. */
 	if (removed && fsync(ufd) < 0)
 		return io_err(e, "cannot sync directory users/", rel);
-	if (!o->dry_run)
-		sweep_dir(ufd, rel, x->now);
+	if (!o->dry_run) {
+		if (x->cv.n > 1)
+			qsort(x->cv.v, x->cv.n, sizeof *x->cv.v, cand_by_id);
+		sweep_dir(ufd, rel, x->now, &x->names, &x->cv);
+	}
 	return 0;
 }
 
@@ -1568,6 +1601,7 @@ static int file_expire(void *state, const struct expire_opts *o, struct expire_r
 	if (rc == 0)
 		rc = sync_ids_dirs(x.fs, x.ids_dirty, e);
 	free(x.cv.v);
+	free(x.names.v);
 	free(x.dry);
 	return rc;
 }
