@@ -325,3 +325,12 @@ void charset_strip_controls(char *s)
 		if ((unsigned char)*s < 0x20 && *s != '\t')
 			*s = ' ';
 }
+
+void utf8_cut(char *s, size_t max)
+{
+	if (strlen(s) <= max)
+		return;
+	while (max > 0 && ((unsigned char)s[max] & 0xC0) == 0x80)
+		max--;
+	s[max] = '\0';
+}

@@ -20,6 +20,9 @@ void charset_append_8bit(struct buf *out, const void *p, size_t n);
  * nothing) if iconv does not know the charset; invalid sequences become
  * U+FFFD. */
 int charset_append(struct buf *out, const char *charset, const void *p, size_t n);
+/* Cuts the string s to at most max bytes without splitting a UTF-8
+ * character. */
+void utf8_cut(char *s, size_t max);
 /* Replaces CR, LF, NUL and other C0 controls but TAB with a space, in place. */
 void charset_strip_controls(char *s);
 

@@ -22,8 +22,7 @@
 
 #define B64_PIECE (48 * 1024) /* a multiple of 3 */
 
-/* Value of each alphabet character, -1 for any other byte. */
-static int b64_value(unsigned char c)
+int base64_value(unsigned char c)
 {
 	if (c >= 'A' && c <= 'Z')
 		return c - 'A';
@@ -76,7 +75,7 @@ int base64_decode_to(const char *in, size_t n, base64_out_fn out, void *arg, str
 			pads++;
 			acc <<= 6;
 		} else {
-			int v = b64_value(c);
+			int v = base64_value(c);
 			if (v < 0) {
 				qerr_input(e, 400, "base64: invalid character 0x%02x at offset %zu", c, i);
 				goto out;

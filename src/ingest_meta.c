@@ -61,17 +61,6 @@ const char *meta_getenv(char *const *envp, const char *name)
 	return NULL;
 }
 
-/* Cuts s to at most max bytes without splitting a UTF-8 character. */
-static void cut_utf8(char *s, size_t max)
-{
-	size_t n = strlen(s);
-	if (n <= max)
-		return;
-	while (max > 0 && ((unsigned char)s[max] & 0xC0) == 0x80)
-		max--;
-	s[max] = '\0';
-}
-
 /* A copy of s[0..n) as valid UTF-8 without controls, trimmed of blanks
  * and cut to META_VALUE_MAX. */
 static char *clean_text(const char *s, size_t n)
@@ -92,7 +81,7 @@ static char *clean_text(const char *s, size_t n)
 		len--;
 	memmove(v, t, len);
 	v[len] = '\0';
-	cut_utf8(v, META_VALUE_MAX);
+	utf8_cut(v, META_VALUE_MAX);
 	return v;
 }
 

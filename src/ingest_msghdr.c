@@ -69,17 +69,6 @@ static char **field_slot(struct qmeta *m, int f)
 	}
 }
 
-/* Cuts s to at most max bytes without splitting a UTF-8 character. */
-static void cut_utf8(char *s, size_t max)
-{
-	size_t n = strlen(s);
-	if (n <= max)
-		return;
-	while (max > 0 && ((unsigned char)s[max] & 0xC0) == 0x80)
-		max--;
-	s[max] = '\0';
-}
-
 /* Trims blanks (spaces, tabs) at both ends, in place. */
 static char *trim(char *s)
 {
@@ -122,7 +111,7 @@ static void store_field(struct qmeta *m, int f, const char *raw, size_t n)
 		v = xstrdup(trim(d));
 		free(d);
 	}
-	cut_utf8(v, MSGHDR_VALUE_MAX);
+	utf8_cut(v, MSGHDR_VALUE_MAX);
 	char **slot = field_slot(m, f);
 	free(*slot);
 	*slot = v;

@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "charset.h"
+#include "ingest_base64.h"
 #include "common.h"
 
 /* Longest "charset*language" accepted inside an encoded word. */
@@ -93,21 +94,6 @@ static int hexval(unsigned char c)
 	return -1;
 }
 
-static int b64val(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
 /* Base64 of one word into out; -1 (out unchanged) if it is not base64.
  * Missing padding is forgiven, as most mail readers do. */
 static int decode_b(const char *s, size_t n, struct buf *out)
@@ -121,7 +107,7 @@ static int decode_b(const char *s, size_t n, struct buf *out)
 	unsigned acc = 0;
 	int bits = 0;
 	for (size_t i = 0; i < data; i++) {
-		int v = b64val((unsigned char)s[i]);
+		int v = base64_value((unsigned char)s[i]);
 		if (v < 0) {
 			out->len = before;
 			if (out->data)

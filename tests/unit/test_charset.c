@@ -171,9 +171,25 @@ static void test_strip_controls(void **state)
 	assert_string_equal(u, "\xc3\xbc ");
 }
 
+/* Cutting never leaves half a character behind. */
+static void test_utf8_cut(void **state)
+{
+	(void)state;
+	char s[] = "ab\xc3\xa4\xe2\x82\xac";
+	utf8_cut(s, 100);
+	assert_string_equal(s, "ab\xc3\xa4\xe2\x82\xac");
+	utf8_cut(s, 6);
+	assert_string_equal(s, "ab\xc3\xa4");
+	utf8_cut(s, 3);
+	assert_string_equal(s, "ab");
+	utf8_cut(s, 0);
+	assert_string_equal(s, "");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_utf8_cut),
 		cmocka_unit_test(test_utf8_valid_accepts),
 		cmocka_unit_test(test_utf8_valid_rejects),
 		cmocka_unit_test(test_8bit_keeps_utf8),
