@@ -168,6 +168,17 @@ static void test_raw_8bit(void **state)
 	expect("=?utf-8?q?a=FFb?=", "a\xef\xbf\xbd" "b");
 }
 
+/* Encoded words that decode to no byte (a fuzzing finding: the first of
+ * a run once appended from a NULL buffer).  "?\?=" avoids a trigraph. */
+static void test_empty_words(void **state)
+{
+	(void)state;
+	expect("=?U?Q?\?=", "");
+	expect("=?utf-8?B?\?= x", " x");
+	expect("a =?utf-8?Q?\?= =?utf-8?Q?b?=", "a b");
+	expect("=?utf-8?Q?\?==?utf-8?Q?=C3=A4?=", "\xc3\xa4");
+}
+
 static void test_large_input(void **state)
 {
 	(void)state;
@@ -232,6 +243,7 @@ int main(void)
 		cmocka_unit_test(test_bad_base64),
 		cmocka_unit_test(test_controls),
 		cmocka_unit_test(test_raw_8bit),
+		cmocka_unit_test(test_empty_words),
 		cmocka_unit_test(test_large_input),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
