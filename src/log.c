@@ -124,6 +124,20 @@ void log_append_clean(struct buf *b, const char *s, size_t max)
 	const unsigned char *p = (const unsigned char *)s;
 	size_t left = strlen(s), used = 0;
 	while (left > 0) {
+		/* Printable ASCII, the usual case, is copied a run at a time. */
+		size_t run = 0;
+		while (run < left && p[run] >= 0x20 && p[run] < 0x7f)
+			run++;
+		if (run > 0) {
+			if (run > max - used)
+				run = max - used;
+			buf_append(b, p, run);
+			used += run;
+			p += run;
+			left -= run;
+			if (used == max || left == 0)
+				break;
+		}
 		unsigned cp;
 		size_t len = utf8_seq(p, left, &cp);
 		if (len == 0 || cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp <= 0x9f)) {

@@ -146,17 +146,27 @@ static void build_response(struct buf *out, const struct config *c, int status,
 	}
 }
 
+/* Appends ", key: " (no comma first); plain appends, as a printf per key
+ * was a tenth of a null-backend request's instructions. */
+static void log_key(struct buf *b, const char *key)
+{
+	if (b->len)
+		buf_append(b, ", ", 2);
+	buf_appends(b, key);
+	buf_append(b, ": ", 2);
+}
+
 /* Appends "key: value" to a log line, the value cleaned of input tricks. */
 static void log_kv(struct buf *b, const char *key, const char *value)
 {
-	buf_printf(b, "%s%s: ", b->len ? ", " : "", key);
+	log_key(b, key);
 	log_append_clean(b, value && *value ? value : "-", LOG_VALUE_MAX);
 }
 
 /* Appends "key: a,b,c" for a list of values. */
 static void log_kv_list(struct buf *b, const char *key, char *const *v, size_t n)
 {
-	buf_printf(b, "%s%s: ", b->len ? ", " : "", key);
+	log_key(b, key);
 	if (n == 0)
 		buf_appendc(b, '-');
 	for (size_t i = 0; i < n; i++) {
