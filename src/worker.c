@@ -5,9 +5,15 @@
  * request: ingest, the HTTP answer, and one key: value log line.
  *
  * Signals: SIGTERM, SIGINT and SIGUSR1 ask the worker to stop after the
- * current request.  They stay blocked except while the worker waits in
- * ppoll for a connection, so a stop request is seen at once when idle and
- * never cuts a libfcgi read short while a request is being handled.
+ * current request.  They stay blocked except while the worker waits for a
+ * connection (epoll_pwait, or ppoll on a kept-alive connection), so a stop
+ * request is seen at once when idle and never cuts a libfcgi read short
+ * while a request is being handled.
+ *
+ * Each worker waits on the listening socket through its own epoll set with
+ * EPOLLEXCLUSIVE: a new connection wakes one idle worker, not all of them
+ * (with plain poll every worker woke, and all but one found nothing to
+ * accept).
  */
 #include "worker.h"
 
@@ -16,6 +22,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/epoll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -240,6 +247,19 @@ static void handle_request(struct store *s, const struct config *c, FCGX_Request
 	ingest_result_free(&r);
 }
 
+/* The worker's wait for work: the kept-alive connection if there is one,
+ * else a connection on the listening socket.  Stop signals are let in for
+ * the wait only.  Returns what ppoll/epoll_pwait return. */
+static int wait_for_work(int epfd, int conn_fd, const sigset_t *waiting)
+{
+	if (conn_fd >= 0) {
+		struct pollfd pfd = { .fd = conn_fd, .events = POLLIN };
+		return ppoll(&pfd, 1, NULL, waiting);
+	}
+	struct epoll_event ev;
+	return epoll_pwait(epfd, &ev, 1, -1, waiting);
+}
+
 /* Bounds how long a stalled peer can hold this worker in a read or write. */
 static void set_io_timeouts(int fd)
 {
@@ -265,9 +285,19 @@ int worker_main(const struct config *c, int listen_fd)
 		store_close(s);
 		return 70;
 	}
+	int epfd = epoll_create1(EPOLL_CLOEXEC);
+	struct epoll_event lev = { .events = EPOLLIN | EPOLLEXCLUSIVE };
+	if (epfd < 0 || epoll_ctl(epfd, EPOLL_CTL_ADD, listen_fd, &lev) < 0) {
+		log_err("worker: epoll on the listening socket: %s", strerror(errno));
+		if (epfd >= 0)
+			close(epfd);
+		store_close(s);
+		return 70;
+	}
 	FCGX_Request req;
 	if (FCGX_InitRequest(&req, listen_fd, 0) != 0) {
 		log_err("worker: FCGX_InitRequest failed");
+		close(epfd);
 		store_close(s);
 		return 70;
 	}
@@ -275,13 +305,11 @@ int worker_main(const struct config *c, int listen_fd)
 	int status = 0;
 	while (!stop_requested) {
 		/* A kept-alive connection brings the next request itself. */
-		struct pollfd pfd = { .fd = req.ipcFd >= 0 ? req.ipcFd : listen_fd,
-				      .events = POLLIN };
-		int n = ppoll(&pfd, 1, NULL, &waiting);
+		int n = wait_for_work(epfd, req.ipcFd, &waiting);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			log_err("worker: poll: %s", strerror(errno));
+			log_err("worker: waiting for a connection: %s", strerror(errno));
 			status = 1;
 			break;
 		}
@@ -304,6 +332,7 @@ int worker_main(const struct config *c, int listen_fd)
 		FCGX_Finish_r(&req);
 	}
 	FCGX_Free(&req, 1);
+	close(epfd);
 	store_close(s);
 	return status;
 }
