@@ -104,6 +104,11 @@ static int scan_string(struct js *s)
 {
 	s->p++;
 	for (;;) {
+		/* Plain characters need no check beyond this one. */
+		const unsigned char *q = s->p;
+		while (q < s->end && *q >= 0x20 && *q != '"' && *q != '\\')
+			q++;
+		s->p = q;
 		if (s->p >= s->end)
 			return js_fail(s, "unterminated string");
 		unsigned char c = *s->p;

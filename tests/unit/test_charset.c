@@ -45,6 +45,27 @@ static void test_utf8_valid_rejects(void **state)
 	assert_false(utf8_valid(S("\xe4\xf6\xfc")));        /* Latin-1 */
 }
 
+/* Long ASCII runs are checked a word at a time: a bad or multi-byte
+ * sequence is found at every offset and alignment, and the length given
+ * is what is checked. */
+static void test_utf8_valid_long_runs(void **state)
+{
+	(void)state;
+	char s[40];
+	for (size_t at = 0; at < 37; at++) {
+		memset(s, 'a', sizeof s);
+		s[at] = (char)0xff;
+		assert_false(utf8_valid(s, sizeof s));
+		assert_true(utf8_valid(s, at));
+		s[at] = (char)0xc3;
+		s[at + 1] = (char)0xbc;
+		assert_true(utf8_valid(s, sizeof s));
+		assert_false(utf8_valid(s, at + 1)); /* cut inside the sequence */
+		s[at + 1] = 'a';
+		assert_false(utf8_valid(s, sizeof s)); /* lead byte without its tail */
+	}
+}
+
 static char *conv8(const char *p, size_t n)
 {
 	static struct buf b;
@@ -198,6 +219,7 @@ int main(void)
 		cmocka_unit_test(test_append_invalid_input),
 		cmocka_unit_test(test_append_unknown_charset),
 		cmocka_unit_test(test_strip_controls),
+		cmocka_unit_test(test_utf8_valid_long_runs),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -107,6 +107,11 @@ static void test_control_bytes(void **state)
 		expect(s, 0);
 	}
 	expect("\"a\x7f" "b\"", 1); /* DEL is not a control character in JSON */
+	/* after a long run of plain characters, and after an escape */
+	expect("[\"abcdefghijklmnopqrstuvwxyz\x01\"]", 0);
+	expect("[\"abcdefghijklmnopqrstuvwxyz\\n\x1f\"]", 0);
+	expect("[\"abcdefghijklmnopqrstuvwxyz\\n\\\"x\"]", 1);
+	expect("[\"abcdefghijklmnopqrstuvwxyz", 0);
 	/* a NUL byte, inside a string and outside */
 	assert_int_equal(json_syntax_check("\"a\0b\"", 5, 0, NULL, 0), -1);
 	assert_int_equal(json_syntax_check("[1]\0", 4, 0, NULL, 0), -1);
