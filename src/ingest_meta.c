@@ -323,11 +323,32 @@ int meta_from_params(char *const *envp, const char *prefix, struct qmeta *m,
 	int present = 0;
 	if (prefix == NULL)
 		prefix = "X-Rspamd-";
+	/* The parameters are walked once for all keys, not once per key as
+	 * meta_getenv would (a tenth of a request's instructions); as there,
+	 * names compare without case and the first occurrence wins. */
+	char pname[K_COUNT][256];
+	size_t plen[K_COUNT];
+	const char *val[K_COUNT] = { 0 };
 	for (int k = 0; k < K_COUNT; k++) {
-		char pname[256];
-		if (meta_param_name(prefix, meta_keys[k], pname, sizeof pname) < 0)
+		if (meta_param_name(prefix, meta_keys[k], pname[k], sizeof pname[k]) < 0)
 			return qerr_input(e, 400, "meta header prefix is too long");
-		const char *v = meta_getenv(envp, pname);
+		plen[k] = strlen(pname[k]);
+	}
+	for (char *const *ep = envp; ep && *ep; ep++) {
+		const char *eq = strchr(*ep, '=');
+		if (eq == NULL)
+			continue;
+		size_t len = (size_t)(eq - *ep);
+		for (int k = 0; k < K_COUNT; k++) {
+			if (val[k] == NULL && len == plen[k] &&
+			    strncasecmp(*ep, pname[k], len) == 0) {
+				val[k] = eq + 1;
+				break;
+			}
+		}
+	}
+	for (int k = 0; k < K_COUNT; k++) {
+		const char *v = val[k];
 		if (v == NULL)
 			continue;
 		present = 1;

@@ -469,6 +469,36 @@ static void test_from_json_bad(void **state)
 	assert_int_equal(meta_from_json(NULL, &m, &e), -1);
 }
 
+/* Parameter names match without regard to case and only as a whole
+ * name, the first occurrence wins, and entries without '=' are ignored. */
+static void test_from_params_lookup(void **state)
+{
+	(void)state;
+	char *env[] = {
+		"HTTP_X_RSPAMD_QIDX=wrong",      /* longer name: not qid */
+		"HTTP_X_RSPAMD_QI=wrong",        /* shorter name: not qid */
+		"NOEQUALSIGN",
+		"http_x_rspamd_qid=4FIRST",
+		"HTTP_X_RSPAMD_QID=4SECOND",
+		"HTTP_X_RSPAMD_ACTION=reject",
+		NULL,
+	};
+	struct qmeta m;
+	meta_init(&m);
+	struct qerr e = { 0 };
+	assert_int_equal(meta_from_params(env, "X-Rspamd-", &m, &e), 1);
+	assert_string_equal(m.qid, "4FIRST");
+	assert_string_equal(m.action, "reject");
+	assert_null(m.env_from);
+	qmeta_free(&m);
+
+	char *none[] = { "HTTP_X_OTHER_QID=4ABC", "REQUEST_METHOD=POST", NULL };
+	meta_init(&m);
+	assert_int_equal(meta_from_params(none, "X-Rspamd-", &m, &e), 0);
+	assert_null(m.qid);
+	qmeta_free(&m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -486,6 +516,7 @@ int main(void)
 		cmocka_unit_test(test_from_json),
 		cmocka_unit_test(test_from_json_unknown_and_clean),
 		cmocka_unit_test(test_from_json_bad),
+		cmocka_unit_test(test_from_params_lookup),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
