@@ -492,6 +492,14 @@ static void test_from_params_lookup(void **state)
 	assert_null(m.env_from);
 	qmeta_free(&m);
 
+	/* an error names the header as the prefix and key make it */
+	char *bad[] = { "HTTP_X_SPAM_META_SCORE=lots", NULL };
+	meta_init(&m);
+	assert_int_equal(meta_from_params(bad, "X-Spam-Meta-", &m, &e), -1);
+	assert_int_equal(e.http, 400);
+	assert_non_null(strstr(e.msg, "X-Spam-Meta-score header"));
+	qmeta_free(&m);
+
 	char *none[] = { "HTTP_X_OTHER_QID=4ABC", "REQUEST_METHOD=POST", NULL };
 	meta_init(&m);
 	assert_int_equal(meta_from_params(none, "X-Rspamd-", &m, &e), 0);
