@@ -1456,7 +1456,7 @@ static void sweep_dir(int ufd, const char *rel, int64_t now, const struct name_v
 		struct cand key;
 		memcpy(key.id, name, ENTRY_ID_LEN);
 		key.id[ENTRY_ID_LEN] = '\0';
-		if (bsearch(&key, cv->v, cv->n, sizeof *cv->v, cand_by_id) != NULL)
+		if (cv->n > 0 && bsearch(&key, cv->v, cv->n, sizeof *cv->v, cand_by_id) != NULL)
 			continue; /* it has (or had, until expired now) its metadata */
 		char json[ENTRY_ID_LEN + 8];
 		snprintf(json, sizeof json, "%.*s.json", ENTRY_ID_LEN, name);
