@@ -180,6 +180,23 @@ def _read(path):
         return "(cannot read %s: %s)" % (path, e)
 
 
+def store_leftovers(root):
+    """Half-stored things in a file store: an .eml without its .json,
+    temporary files in user directories, uploads in tmp/."""
+    bad = []
+    for d, _, files in os.walk(os.path.join(root, "users")):
+        names = set(files)
+        for f in files:
+            if f.endswith(".eml") and f[:-4] + ".json" not in names:
+                bad.append(os.path.join(d, f))
+            if f.startswith(".tmp."):
+                bad.append(os.path.join(d, f))
+    tmp = os.path.join(root, "tmp")
+    if os.path.isdir(tmp):
+        bad += [os.path.join(tmp, f) for f in os.listdir(tmp)]
+    return bad
+
+
 def _children(pid):
     """PIDs whose parent is pid (from /proc)."""
     out = []

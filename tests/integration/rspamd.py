@@ -50,6 +50,8 @@ import subprocess
 import sys
 import time
 
+from harness import _children, _read, free_port as _free_port
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 EXPORTER_CONF = os.path.join(ROOT, "contrib", "rspamd", "local.d",
@@ -60,35 +62,6 @@ RSPAMD_USER = "_rspamd"
 EXPORTER_URL_TOKEN = "http://127.0.0.1:11380/quarantine"
 
 
-def _free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _read(path):
-    try:
-        with open(path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-    except OSError as e:
-        return "(cannot read %s: %s)" % (path, e)
-
-
-def _children(pid):
-    """Live PIDs whose parent is pid (from /proc)."""
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % d, "rb") as f:
-                st = f.read()
-        except OSError:
-            continue
-        rest = st[st.rindex(b")") + 2:].split()
-        if rest[0] != b"Z" and int(rest[1]) == pid:
-            out.append(int(d))
-    return out
 
 
 def _alive(pid):

@@ -47,23 +47,6 @@ def request_for(tag, i, path="/default", pad=0):
     return qid, raw, env, b
 
 
-def store_leftovers(root):
-    """Half-stored things in a file store: an .eml without its .json,
-    temporary files in user directories, uploads in tmp/."""
-    bad = []
-    for d, _, files in os.walk(os.path.join(root, "users")):
-        names = set(files)
-        for f in files:
-            if f.endswith(".eml") and f[:-4] + ".json" not in names:
-                bad.append(os.path.join(d, f))
-            if f.startswith(".tmp."):
-                bad.append(os.path.join(d, f))
-    tmp = os.path.join(root, "tmp")
-    if os.path.isdir(tmp):
-        bad += [os.path.join(tmp, f) for f in os.listdir(tmp)]
-    return bad
-
-
 class FaultCase(h.ServerTestCase):
     tmp_prefix = "rq-faults-"
 
@@ -135,7 +118,7 @@ class WorkerKillTest(FaultCase):
         qid2, _, env2, body2 = request_for("KILL", 2)
         self.assertStatus(h.fcgi_post(d.socket, env2, body2), 200, "after the kill")
         self.check_oracle(d, {qid2: body2})
-        self.assertEqual(store_leftovers(d.file_root), [])
+        self.assertEqual(h.store_leftovers(d.file_root), [])
         self.assertIn("killed by signal 9", d.log())
 
     def test_crafted_params_record(self):
@@ -264,7 +247,7 @@ class MasterTermTest(FaultCase):
         # after the stop nginx finds nobody: 502, never anything else
         self.assertTrue(set(statuses) <= {200, 502}, statuses)
         self.check_oracle(d, load.ok())
-        self.assertEqual(store_leftovers(d.file_root), [])
+        self.assertEqual(h.store_leftovers(d.file_root), [])
         self.assertNotIn(" status: 5", d.log(), "a request failed inside the daemon")
 
 
@@ -327,12 +310,12 @@ class FileSystemTest(FaultCase):
         self.fill(filler, 64 << 10)
         qid, raw, _, body = request_for("FULL", 1, pad=200 << 10)
         self.assert_503(h.http_raw(n.port, raw), "store full, 200 KB message")
-        self.assertEqual(store_leftovers(d.file_root), [])
+        self.assertEqual(h.store_leftovers(d.file_root), [])
         # completely full: even the metadata has no room
         self.fill(filler + "2", 0)
         qid, raw, _, body = request_for("FULL", 2)
         self.assert_503(h.http_raw(n.port, raw), "store completely full")
-        self.assertEqual(store_leftovers(d.file_root), [])
+        self.assertEqual(h.store_leftovers(d.file_root), [])
         self.check_oracle(d, ok)
         # room again: normal service, no restart
         pids = d.worker_pids()
@@ -344,7 +327,7 @@ class FileSystemTest(FaultCase):
             ok[qid] = body
         self.assertEqual(d.worker_pids(), pids)
         self.check_oracle(d, ok)
-        self.assertEqual(store_leftovers(d.file_root), [])
+        self.assertEqual(h.store_leftovers(d.file_root), [])
 
     def test_read_only_store(self):
         d, n = self.tmpfs_stack("4m")
@@ -366,7 +349,7 @@ class FileSystemTest(FaultCase):
             self.assertStatus(h.http_raw(n.port, raw), 200, "writable again")
             ok[qid] = body
         self.check_oracle(d, ok)
-        self.assertEqual(store_leftovers(d.file_root), [])
+        self.assertEqual(h.store_leftovers(d.file_root), [])
 
 
 # ------------------------------------------------------------------ PostgreSQL

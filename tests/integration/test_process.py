@@ -20,23 +20,6 @@ F01 = "01-plain.default.http"
 F02 = "02-utf8-two-rcpt-user-ipv6.default.http"
 
 
-def store_leftovers(root):
-    """Problems in a file store: message files without their metadata,
-    uploads left in tmp/."""
-    bad = []
-    for d, _, files in os.walk(os.path.join(root, "users")):
-        names = set(files)
-        for f in files:
-            if f.endswith(".eml") and f[:-4] + ".json" not in names:
-                bad.append(os.path.join(d, f))
-            if f.startswith(".tmp."):
-                bad.append(os.path.join(d, f))
-    tmp = os.path.join(root, "tmp")
-    if os.path.isdir(tmp):
-        bad += [os.path.join(tmp, f) for f in os.listdir(tmp)]
-    return bad
-
-
 class ProcessCase(harness.ServerTestCase):
     tmp_prefix = "rq-process-"
 
@@ -78,7 +61,7 @@ class SignalTest(ProcessCase):
         rc, out, err = harness.cli(s.daemon.conf, "list", "--json")
         self.assertEqual(rc, 0, err)
         self.assertEqual(out.strip(), b"[]")
-        self.assertEqual(store_leftovers(s.daemon.file_root), [])
+        self.assertEqual(harness.store_leftovers(s.daemon.file_root), [])
 
     def test_sigterm_with_half_a_body_in_the_worker(self):
         d = self.daemon()
@@ -103,7 +86,7 @@ class SignalTest(ProcessCase):
         rc, out, err = d.cli("list", "--json")
         self.assertEqual(rc, 0, err)
         self.assertEqual(out.strip(), b"[]")
-        self.assertEqual(store_leftovers(d.file_root), [])
+        self.assertEqual(harness.store_leftovers(d.file_root), [])
 
     def test_sigterm_lets_an_upload_in_flight_finish(self):
         d = self.daemon()
@@ -127,7 +110,7 @@ class SignalTest(ProcessCase):
         for e in es:
             rc, out, err = d.cli("cat", e["id"])
             self.assertEqual(out, body)
-        self.assertEqual(store_leftovers(d.file_root), [])
+        self.assertEqual(harness.store_leftovers(d.file_root), [])
 
     def test_sigint_stops_like_sigterm(self):
         d = self.daemon()
