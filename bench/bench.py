@@ -453,6 +453,23 @@ def timed(args, runs=5):
     return best[len(best) // 2], p.stdout
 
 
+def list_and_expire(results, store, conf, n, nrcpt, fill):
+    """Times `list --rcpt` (median of runs) and one `expire` of the oldest
+    of 30 days on a populated store, and records the row."""
+    lt, out = timed([harness.CLI_BIN, "-c", conf, "list", "--rcpt", "user7@example.org",
+                     "--limit", "50"])
+    t0 = time.monotonic()
+    p = subprocess.run([harness.CLI_BIN, "-c", conf, "expire", "--older-than", "29d"],
+                       capture_output=True, text=True, check=True)
+    et = time.monotonic() - t0
+    row = {"store": store, "entries": n, "per_rcpt": n // nrcpt, "populate_s": fill,
+           "list_rcpt_s": lt, "listed": len(out.splitlines()), "expire_s": et,
+           "expire_out": p.stdout.strip()}
+    results["store_curve"].append(row)
+    log("store curve %-5s %8d entries (%d per rcpt): list --rcpt %.3f s, expire 1 of 30 days "
+        "%.2f s (%s)" % (store, n, n // nrcpt, lt, et, row["expire_out"]))
+
+
 def store_curve(tmp):
     counts = [1000, 10000, 100000] + ([1000000] if FULL else [])
     nrcpt = 1000
@@ -468,18 +485,7 @@ def store_curve(tmp):
                        check=True)
         fill = time.monotonic() - t0
         subprocess.run(["sync"])
-        lt, out = timed([harness.CLI_BIN, "-c", conf, "list", "--rcpt", "user7@example.org",
-                         "--limit", "50"])
-        t0 = time.monotonic()
-        p = subprocess.run([harness.CLI_BIN, "-c", conf, "expire", "--older-than", "29d"],
-                           capture_output=True, text=True, check=True)
-        et = time.monotonic() - t0
-        row = {"store": "file", "entries": n, "per_rcpt": n // nrcpt, "populate_s": fill,
-               "list_rcpt_s": lt, "listed": len(out.splitlines()), "expire_s": et,
-               "expire_out": p.stdout.strip()}
-        results["store_curve"].append(row)
-        log("store curve file  %8d entries (%d per rcpt): list --rcpt %.3f s, expire 1 of 30 days "
-            "%.2f s (%s)" % (n, n // nrcpt, lt, et, row["expire_out"]))
+        list_and_expire(results, "file", conf, n, nrcpt, fill)
         shutil.rmtree(d, ignore_errors=True)
         # PostgreSQL: rows generated with SQL in the schema's shape
         conninfo = harness.pg_fresh_db(pg)
@@ -507,18 +513,7 @@ ANALYZE;
         conf = os.path.join(tmp, "pg.conf")
         with open(conf, "w") as f:
             f.write("backend = pgsql\npgsql_conninfo = %s\n" % conninfo)
-        lt, out = timed([harness.CLI_BIN, "-c", conf, "list", "--rcpt", "user7@example.org",
-                         "--limit", "50"])
-        t0 = time.monotonic()
-        p = subprocess.run([harness.CLI_BIN, "-c", conf, "expire", "--older-than", "29d"],
-                           capture_output=True, text=True, check=True)
-        et = time.monotonic() - t0
-        row = {"store": "pgsql", "entries": n, "per_rcpt": n // nrcpt, "populate_s": fill,
-               "list_rcpt_s": lt, "listed": len(out.splitlines()), "expire_s": et,
-               "expire_out": p.stdout.strip()}
-        results["store_curve"].append(row)
-        log("store curve pgsql %8d entries (%d per rcpt): list --rcpt %.3f s, expire 1 of 30 days "
-            "%.2f s (%s)" % (n, n // nrcpt, lt, et, row["expire_out"]))
+        list_and_expire(results, "pgsql", conf, n, nrcpt, fill)
         pg.psql("DROP DATABASE %s;" % db, dbname="postgres")
         save()
 
