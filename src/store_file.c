@@ -48,11 +48,13 @@
  *     rename: an entry committed meanwhile by another worker is never
  *     overwritten); then fsync every user directory.
  *
- * Every file and directory is still fsynced, as POSIX requires; doing the
- * operations first and the fsyncs together (with the writeback of each
- * file started as soon as it is written) lets a journalling file system
- * make a whole phase durable in one journal commit, whatever the number
- * of recipients.  Nothing of phase 2 happens before phase 1 is durable,
+ * Every file and directory is still fsynced, as POSIX requires, but a
+ * phase's fsyncs are issued together as one sync batch (sync_batch.c,
+ * io_uring) once its operations are done, with the writeback of each
+ * file started as soon as it is written: the phase waits for the disk
+ * about once, not once per fsync, whatever the number of recipients (on
+ * a journalling file system they also join one journal commit).
+ * Nothing of phase 2 happens before phase 1's batch has been flushed,
  * so a visible entry never points at content that a crash could lose.
  * If any step fails, everything this commit created is removed again and
  * the put fails as a whole; an entry that already existed (a retried
@@ -95,6 +97,7 @@
 #include "addr_path.h"
 #include "config.h"
 #include "log.h"
+#include "sync_batch.h"
 
 #define READ_CHUNK 65536
 #define JSON_MAX (64u << 20)     /* a metadata file larger than this is corrupt */
@@ -375,17 +378,18 @@ static int set_mtime(int fd, int64_t t)
 }
 
 /* Writes metadata text to a new temporary file in dirfd, dated mtime;
- * its name goes to tmp (64 bytes).  With sync the file is fsynced, else
- * only its writeback is started and the caller fsyncs it later. */
+ * its name goes to tmp (64 bytes).  With keep NULL the file is fsynced
+ * and closed; else its writeback is started and its descriptor goes to
+ * *keep, for the caller to fsync with others. */
 static int write_tmp(struct fstore *fs, int dirfd, const char *text, int64_t mtime, char *tmp,
-		     bool sync, struct qerr *e)
+		     int *keep, struct qerr *e)
 {
 	tmp_name(fs, tmp, 64);
 	int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return io_err(e, "cannot create", tmp);
 	bool bad = write_full(fd, text, strlen(text)) < 0 || set_mtime(fd, mtime) < 0;
-	if (!bad && sync)
+	if (!bad && keep == NULL)
 		bad = fsync(fd) < 0;
 	else if (!bad)
 		start_writeback(fd);
@@ -394,6 +398,10 @@ static int write_tmp(struct fstore *fs, int dirfd, const char *text, int64_t mti
 		close(fd);
 		unlinkat(dirfd, tmp, 0);
 		return -1;
+	}
+	if (keep != NULL) {
+		*keep = fd;
+		return 0;
 	}
 	if (close(fd) < 0) {
 		io_err(e, "cannot write", tmp);
@@ -409,7 +417,7 @@ static int replace_file(struct fstore *fs, int dirfd, const char *name, const ch
 			int64_t mtime, struct qerr *e)
 {
 	char tmp[64];
-	if (write_tmp(fs, dirfd, text, mtime, tmp, true, e) < 0)
+	if (write_tmp(fs, dirfd, text, mtime, tmp, NULL, e) < 0)
 		return -1;
 	if (renameat(dirfd, tmp, dirfd, name) < 0) {
 		io_err(e, "cannot rename to", name);
@@ -666,8 +674,9 @@ static int link_content(struct fput *p, int ufd, const char *id, struct qerr *e)
 }
 
 /* Points ids/<xx>/<id> at the user directory (temporary name, rename);
- * the caller fsyncs the directory. */
-static int link_id(struct fstore *fs, const char *id, const char *rel, struct qerr *e)
+ * the ids directory goes into sb, to be fsynced with the rest. */
+static int link_id(struct fstore *fs, const char *id, const char *rel, struct sync_batch *sb,
+		   struct qerr *e)
 {
 	char xx[3] = { id[0], id[1], '\0' };
 	char tmp[64];
@@ -684,16 +693,34 @@ static int link_id(struct fstore *fs, const char *id, const char *rel, struct qe
 		unlinkat(xfd, tmp, 0);
 	}
 	free(target);
-	close(xfd);
-	return r;
+	if (r < 0) {
+		close(xfd);
+		return -1;
+	}
+	char what[32];
+	snprintf(what, sizeof what, "directory ids/%s", xx);
+	return sync_batch_add(sb, xfd, what, e);
+}
+
+/* Hands a user directory's descriptor to sb (a copy: the caller keeps
+ * its own). */
+static int batch_user_dir(struct sync_batch *sb, int ufd, const char *rel, struct qerr *e)
+{
+	int fd = fcntl(ufd, F_DUPFD_CLOEXEC, 0);
+	if (fd < 0)
+		return io_err(e, "cannot sync directory users/", rel);
+	char what[96];
+	snprintf(what, sizeof what, "directory users/%.70s", rel);
+	return sync_batch_add(sb, fd, what, e);
 }
 
 /* First phase for one recipient: everything but the commit marker.  The
  * content and the id link are in place, the metadata is written under a
- * temporary name (sync_prepared makes all of it durable); fills w with
- * what it made. */
+ * temporary name, and what must be fsynced for them (the metadata file,
+ * the user directory, the ids directory) is in sb; fills w with what it
+ * made. */
 static int prepare_one(struct fput *p, const struct qmeta *m, const char *rcpt,
-		       const char *id, struct made *w, struct qerr *e)
+		       const char *id, struct made *w, struct sync_batch *sb, struct qerr *e)
 {
 	struct fstore *fs = p->fs;
 	char name[ENTRY_ID_LEN + 8];
@@ -718,7 +745,7 @@ static int prepare_one(struct fput *p, const struct qmeta *m, const char *rcpt,
 	if (link_content(p, ufd, id, e) < 0)
 		goto fail;
 	w->eml = true;
-	if (link_id(fs, id, w->rel, e) < 0)
+	if (link_id(fs, id, w->rel, sb, e) < 0)
 		goto fail;
 	w->link = true;
 
@@ -730,11 +757,16 @@ static int prepare_one(struct fput *p, const struct qmeta *m, const char *rcpt,
 	qe.status_changed = m->received_at;
 	qe.meta = *m;
 	char *json = qentry_to_json(&qe, true);
-	int r = write_tmp(fs, ufd, json, m->received_at, w->jtmp, false, e);
+	int jfd;
+	int r = write_tmp(fs, ufd, json, m->received_at, w->jtmp, &jfd, e);
 	free(json);
 	if (r < 0)
 		goto fail;
 	w->tmp = true;
+	char what[96];
+	snprintf(what, sizeof what, "users/%.70s/%s", w->rel, w->jtmp);
+	if (sync_batch_add(sb, jfd, what, e) < 0 || batch_user_dir(sb, ufd, w->rel, e) < 0)
+		goto fail;
 	close(ufd);
 	return 0;
 fail:
@@ -742,45 +774,11 @@ fail:
 	return -1;
 }
 
-/* fsyncs a file or directory relative to dirfd, by name. */
-static int sync_at(int dirfd, const char *name, int flags, const char *what, struct qerr *e)
-{
-	int fd = openat(dirfd, name, flags | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return io_err(e, "cannot open", what);
-	int r = fsync(fd) < 0 ? io_err(e, "cannot sync", what) : 0;
-	close(fd);
-	return r;
-}
-
-/* Makes the first phase durable: the content, then every metadata file,
- * user directory and ids directory it made.  The first fsync commits
- * what the others need on a journalling file system, so they cost little. */
-static int sync_prepared(struct fput *p, struct made *mk, size_t n, struct qerr *e)
-{
-	if (fsync(p->fd) < 0)
-		return io_err(e, "cannot sync tmp/", p->name);
-	for (size_t i = 0; i < n; i++) {
-		struct made *w = &mk[i];
-		if (w->skip)
-			continue;
-		int ufd;
-		if (open_rel(p->fs, w->rel, false, &ufd, e) != 0)
-			return qerr_temp(e, "file store: users/%.200s vanished during commit", w->rel);
-		int r = sync_at(ufd, w->jtmp, O_RDONLY, w->jtmp, e);
-		if (r == 0 && fsync(ufd) < 0)
-			r = io_err(e, "cannot sync directory users/", w->rel);
-		close(ufd);
-		char xx[3] = { w->id[0], w->id[1], '\0' };
-		if (r < 0 || sync_at(p->fs->idsfd, xx, O_RDONLY | O_DIRECTORY, "ids directory", e) < 0)
-			return -1;
-	}
-	return 0;
-}
-
-/* Second phase: the metadata takes its name (link, never overwriting),
- * and the entry exists once sync_published has run. */
-static int publish_one(struct fstore *fs, struct made *w, size_t *created, struct qerr *e)
+/* Second phase for one recipient: the metadata takes its name (link,
+ * never overwriting), and the user directory goes into sb; the entry
+ * exists once sb is flushed. */
+static int publish_one(struct fstore *fs, struct made *w, struct sync_batch *sb,
+		       size_t *created, struct qerr *e)
 {
 	char name[ENTRY_ID_LEN + 8];
 	int ufd;
@@ -800,28 +798,21 @@ static int publish_one(struct fstore *fs, struct made *w, size_t *created, struc
 	if (r == 0) {
 		unlinkat(ufd, w->jtmp, 0);
 		w->tmp = false;
+		if (w->json)
+			r = batch_user_dir(sb, ufd, w->rel, e);
 	}
 	close(ufd);
 	return r;
 }
 
-/* Makes the second phase durable: every user directory that got an entry. */
-static int sync_published(struct fstore *fs, struct made *mk, size_t n, struct qerr *e)
-{
-	for (size_t i = 0; i < n; i++) {
-		if (mk[i].skip || !mk[i].json)
-			continue;
-		int ufd;
-		if (open_rel(fs, mk[i].rel, false, &ufd, e) != 0)
-			return qerr_temp(e, "file store: users/%.200s vanished during commit", mk[i].rel);
-		int r = fsync(ufd) < 0 ? io_err(e, "cannot sync directory users/", mk[i].rel) : 0;
-		close(ufd);
-		if (r < 0)
-			return -1;
-	}
-	return 0;
-}
-
+/*
+ * Commits in the two phases described at the top.  Each phase first does
+ * its namespace operations for every recipient, collecting what they
+ * touched in a sync batch, then fsyncs the batch at once: the disk sees
+ * the phase's writes together, and the wait is for the slowest of them
+ * rather than for their sum.  Nothing of phase 2 starts before phase 1's
+ * flush has returned.
+ */
 static int file_put_commit(void *put, const struct qmeta *m, char *const *ids,
 			   size_t *created, struct qerr *e)
 {
@@ -837,18 +828,24 @@ static int file_put_commit(void *put, const struct qmeta *m, char *const *ids,
 	}
 	start_writeback(p->fd);
 	struct made *mk = xcalloc(m->nrcpt ? m->nrcpt : 1, sizeof *mk);
-	int r = 0;
+	struct sync_batch sb;
+	sync_batch_init(&sb);
+	char what[96];
+	snprintf(what, sizeof what, "tmp/%s", p->name);
+	int cfd = fcntl(p->fd, F_DUPFD_CLOEXEC, 0);
+	int r = cfd < 0 ? io_err(e, "cannot sync tmp/", p->name) : sync_batch_add(&sb, cfd, what, e);
 	size_t i;
 	for (i = 0; r == 0 && i < m->nrcpt; i++)
-		r = prepare_one(p, m, m->rcpt[i], ids[i], &mk[i], e);
+		r = prepare_one(p, m, m->rcpt[i], ids[i], &mk[i], &sb, e);
 	if (r == 0)
-		r = sync_prepared(p, mk, i, e);
+		r = sync_batch_flush(&sb, e);
 	for (size_t j = 0; r == 0 && j < m->nrcpt; j++)
 		if (!mk[j].skip)
-			r = publish_one(p->fs, &mk[j], created, e);
+			r = publish_one(p->fs, &mk[j], &sb, created, e);
 	if (r == 0)
-		r = sync_published(p->fs, mk, i, e);
+		r = sync_batch_flush(&sb, e);
 	if (r < 0) {
+		sync_batch_drop(&sb);
 		rollback(p->fs, mk, i);
 		*created = 0;
 	}
