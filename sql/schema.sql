@@ -1,9 +1,10 @@
--- schema.sql - the PostgreSQL store of rspamd-quarantine, version 1.
+-- schema.sql - the PostgreSQL store of rspamd-quarantine, version 2.
 --
 -- Apply to a fresh, dedicated database (UTF8 encoding):
 --     psql -v ON_ERROR_STOP=1 -d quarantine -f sql/schema.sql
--- The daemon refuses to run against another schema version.  Later
--- changes ship as numbered files in sql/upgrade/.  sql/README.md explains
+-- The daemon refuses to run against another schema version.  A database
+-- made by an earlier version is brought up to date with the numbered
+-- files in sql/upgrade/ (see its README).  sql/README.md explains
 -- the design (partitioning, idempotency, what expire costs).
 --
 -- Three tables, all range-partitioned by the UTC day a message was
@@ -22,13 +23,18 @@ CREATE TABLE schema_version (
 	only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
 	version integer NOT NULL
 );
-INSERT INTO schema_version (version) VALUES (1);
+INSERT INTO schema_version (version) VALUES (2);
 
+-- The content is compressed with lz4 rather than the default pglz: the
+-- inserting backend compresses inside the POST's transaction, and for a
+-- 64 KB text message pglz takes about 1.6 ms there, lz4 about 0.25 ms (at
+-- the price of a larger result: see sql/README.md).  Partitions take the
+-- setting over (rq_ensure_partitions: INCLUDING COMPRESSION).
 CREATE TABLE contents (
 	sha256 text NOT NULL CHECK (sha256 ~ '^[0-9a-f]{64}$'),
 	received_day date NOT NULL,
 	size bigint NOT NULL CHECK (size >= 0),
-	content bytea NOT NULL,
+	content bytea COMPRESSION lz4 NOT NULL,
 	PRIMARY KEY (sha256, received_day)
 ) PARTITION BY RANGE (received_day);
 
@@ -110,7 +116,8 @@ BEGIN
 			PERFORM pg_advisory_xact_lock(hashtext('rspamd-quarantine partitions'));
 			CONTINUE WHEN to_regclass(quote_ident(part)) IS NOT NULL;
 			EXECUTE format('CREATE TABLE %I (LIKE %I INCLUDING DEFAULTS '
-				       'INCLUDING CONSTRAINTS INCLUDING STORAGE)', part, parent);
+				       'INCLUDING CONSTRAINTS INCLUDING STORAGE '
+				       'INCLUDING COMPRESSION)', part, parent);
 			EXECUTE format('ALTER TABLE %I ADD CONSTRAINT %I CHECK '
 				       '(received_day >= %L AND received_day < %L)',
 				       part, part || '_day', day, day + 1);

@@ -171,6 +171,7 @@ static void pg_quiet(void *arg, const char *msg)
 static int pg_setup(struct pg_state *st, struct qerr *e)
 {
 	enum pgsql_errkind kind;
+	char advice[100];
 	PGresult *r;
 
 	PQsetNoticeProcessor(st->conn, pg_quiet, NULL);
@@ -182,8 +183,9 @@ static int pg_setup(struct pg_state *st, struct qerr *e)
 		const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
 		if (state != NULL && strcmp(state, "42P01") == 0) {
 			PQclear(r);
-			return qerr_perm(e, "database schema version none, expected %d: apply %s",
-					 PGSQL_SCHEMA_VERSION, PGSQL_SCHEMA_FILE);
+			pgsql_schema_advice(-1, advice, sizeof advice);
+			return qerr_perm(e, "database schema version none, expected %d: %s",
+					 PGSQL_SCHEMA_VERSION, advice);
 		}
 		pg_fail(st, r, "reading schema_version", e);
 		return -1;
@@ -191,8 +193,9 @@ static int pg_setup(struct pg_state *st, struct qerr *e)
 	const char *v = PQntuples(r) == 1 ? PQgetvalue(r, 0, 0) : "none";
 	long ver = -1;
 	if (parse_long(v, 0, 1000000, &ver, NULL) < 0 || ver != PGSQL_SCHEMA_VERSION) {
-		qerr_perm(e, "database schema version %.20s, expected %d: apply %s", v,
-			  PGSQL_SCHEMA_VERSION, PGSQL_SCHEMA_FILE);
+		pgsql_schema_advice(ver, advice, sizeof advice);
+		qerr_perm(e, "database schema version %.20s, expected %d: %s", v,
+			  PGSQL_SCHEMA_VERSION, advice);
 		PQclear(r);
 		return -1;
 	}

@@ -45,6 +45,19 @@ enum pgsql_errkind pgsql_classify(const char *sqlstate, const char *message)
 	return PGSQL_ERR_PERM;
 }
 
+void pgsql_schema_advice(long have, char *out, size_t outlen)
+{
+	if (have < 1)
+		snprintf(out, outlen, "apply %s", PGSQL_SCHEMA_FILE);
+	else if (have + 1 == PGSQL_SCHEMA_VERSION)
+		snprintf(out, outlen, "apply %s%03ld-*.sql", PGSQL_UPGRADE_DIR, have + 1);
+	else if (have < PGSQL_SCHEMA_VERSION)
+		snprintf(out, outlen, "apply %s%03ld-*.sql to %03d-*.sql in order",
+			 PGSQL_UPGRADE_DIR, have + 1, PGSQL_SCHEMA_VERSION);
+	else
+		snprintf(out, outlen, "the database is newer than this program");
+}
+
 const char pgsql_entry_columns[] =
 	"e.id, e.rcpt, e.status,"
 	" extract(epoch FROM e.status_changed)::bigint,"

@@ -15,9 +15,16 @@
 #include "record.h"
 #include "store.h"
 
-/* The schema version this code speaks (sql/schema.sql). */
-#define PGSQL_SCHEMA_VERSION 1
+/* The schema version this code speaks (sql/schema.sql; sql/upgrade/
+ * takes older databases there). */
+#define PGSQL_SCHEMA_VERSION 2
 #define PGSQL_SCHEMA_FILE "sql/schema.sql"
+#define PGSQL_UPGRADE_DIR "sql/upgrade/"
+
+/* What the operator has to do when the database's schema version is have
+ * (-1 for none or unreadable) rather than PGSQL_SCHEMA_VERSION: create the
+ * schema, apply the upgrade files, or run a newer program. */
+void pgsql_schema_advice(long have, char *out, size_t outlen);
 
 /* A retry of a POST finds its entries if it comes within this many days
  * (before or one after, for clock skew between receivers). */

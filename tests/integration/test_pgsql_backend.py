@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """test_pgsql_backend.py - what is particular to the PostgreSQL store,
 against a private cluster (pgcluster.PgCluster) and the real daemon: the
-schema version check, one transaction per POST (nothing half-stored when
-it fails), recovery without a daemon restart after pg_terminate_backend,
+schema version check and the upgrade from version 1, contents compressed
+with lz4 in every partition, one transaction per POST (nothing half-stored
+when it fails), recovery without a daemon restart after pg_terminate_backend,
 after a server restart and after a connection lost in the middle of a
 transaction, every 200 in the database with the right SHA-256, and
 expire dropping whole day partitions.  The shared ingest and CLI suites
 run against this backend too (RQ_BACKEND=pgsql)."""
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -24,6 +26,18 @@ F02 = "02-utf8-two-rcpt-user-ipv6.default.http"
 F04 = "04-big-attachment-three-rcpt.default.http"
 DAY = 86400
 T0 = 1767225600  # 2026-01-01T00:00:00Z
+# The last commit whose sql/schema.sql made schema version 1: the upgrade
+# test rebuilds a version-1 database from it.
+SCHEMA_V1_COMMIT = "535b931c90d492d5d42dc371853f7814957372a6"
+UPGRADE_002 = os.path.join(h.ROOT, "sql", "upgrade", "002-contents-lz4.sql")
+
+
+def spam_body(n, tag=b""):
+    """A text message of about n bytes that compresses well, as spam does."""
+    head = (b"From: Spam <spam@example.com>\r\nTo: bob@example.net\r\n"
+            b"Subject: offer " + tag + b"\r\nMessage-ID: <" + tag + b"@example.com>\r\n\r\n")
+    line = b"Cheap watches and better offers for you, only today, click here now!\r\n"
+    return head + line * (n // len(line) + 1)
 
 
 class Db:
@@ -148,14 +162,15 @@ class PgsqlCase(h.ServerTestCase):
         d = h.Daemon(self.tmp, "pgsql", db.conninfo(), workers=1)
         rc, _, err = d.cli("list")
         self.assertNotEqual(rc, 0)
-        self.assertIn("database schema version none, expected 1: apply sql/schema.sql", err)
+        self.assertIn("database schema version none, expected 2: apply sql/schema.sql", err)
 
         db2 = self.new_db()
         db2.query("UPDATE schema_version SET version = 99")
         d2 = h.Daemon(self.tmp, "pgsql", db2.conninfo(), workers=1, name="daemon2")
         rc, _, err = d2.cli("list")
         self.assertNotEqual(rc, 0)
-        self.assertIn("database schema version 99, expected 1: apply sql/schema.sql", err)
+        self.assertIn("database schema version 99, expected 2: the database is newer than"
+                      " this program", err)
         # The daemon's workers refuse to serve and say why.
         self.add_log("daemon2 log", d2.log)
         self.addCleanup(d2._kill)
@@ -164,7 +179,7 @@ class PgsqlCase(h.ServerTestCase):
         except RuntimeError:
             pass  # no worker stays up: as intended
         self.assertTrue(h._wait_for(
-            lambda: "expected 1: apply sql/schema.sql" in d2.log(), 10), d2.log())
+            lambda: "expected 2: the database is newer" in d2.log(), 10), d2.log())
         d2._kill()
 
     def test_partitions_have_indexes(self):
@@ -176,6 +191,97 @@ class PgsqlCase(h.ServerTestCase):
         self.assertEqual(db.scalar("SELECT rq_ensure_partitions('2026-03-01')"), "0")
         self.assertEqual(db.scalar("SELECT count(*) FROM pg_inherits WHERE inhparent ="
                                    " 'messages'::regclass"), "2")  # the day and the next
+
+    def compression(self, db):
+        """{table: attcompression of contents.content} for contents and
+        every table made from it."""
+        return dict(db.query(
+            "SELECT c.relname, a.attcompression FROM pg_attribute a"
+            " JOIN pg_class c ON c.oid = a.attrelid"
+            " WHERE a.attname = 'content' AND c.relname ~ '^contents(_[0-9]{8})?$'"))
+
+    def test_contents_lz4(self):
+        s, db = self.stack()
+        db.query("SELECT rq_ensure_partitions('2026-03-01')")
+        comp = self.compression(db)
+        self.assertIn("contents_20260301", comp)
+        self.assertIn("contents_20260302", comp)
+        self.assertEqual(set(comp.values()), {"l"}, comp)
+        # a stored message is compressed with lz4, and reads back whole
+        body = spam_body(64 * 1024, b"lz4")
+        env, b = with_meta(F01, body=body, qid="LZ4")
+        self.assertStatus(h.fcgi_post(s.daemon.socket, env, b), 200)
+        self.assert_stored(db, body, ["bob@example.net"])
+        sha = hashlib.sha256(body).hexdigest()
+        self.assertEqual(db.scalar("SELECT pg_column_compression(content) FROM contents"
+                                   " WHERE sha256 = '%s'" % sha), "lz4")
+        self.assertEqual(set(self.compression(db).values()), {"l"})
+
+    def schema_v1(self):
+        """sql/schema.sql as version 1 shipped it, in a file."""
+        p = subprocess.run(["git", "-C", h.ROOT, "show", SCHEMA_V1_COMMIT + ":sql/schema.sql"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        if p.returncode != 0:
+            self.skipTest("no git history to rebuild schema version 1 from: %s"
+                          % p.stderr.decode(errors="replace").strip())
+        self.assertIn(b"VALUES (1);", p.stdout)
+        path = os.path.join(self.tmp, "schema-v1.sql")
+        with open(path, "wb") as f:
+            f.write(p.stdout)
+        return path
+
+    def test_upgrade_002(self):
+        db = self.new_db(schema=False)
+        self.pg.apply_file(self.schema_v1(), dbname=db.name)
+        # a version-1 store with a day's partitions and a stored content
+        db.query("SELECT rq_ensure_partitions('2026-01-01')")
+        old = spam_body(20000, b"old")
+        db.query("INSERT INTO contents VALUES ('%s', '2026-01-01', %d, '\\x%s')"
+                 % (hashlib.sha256(old).hexdigest(), len(old), old.hex()))
+        self.assertEqual(set(self.compression(db).values()), {""})
+        d = h.Daemon(self.tmp, "pgsql", db.conninfo(), workers=1)
+        self.add_log("daemon log", d.log)
+        self.addCleanup(lambda: d.proc and d.stop(expect=None))
+        rc, _, err = d.cli("list")
+        self.assertNotEqual(rc, 0)
+        self.assertIn("database schema version 1, expected 2: apply"
+                      " sql/upgrade/002-*.sql", err)
+
+        self.pg.apply_file(UPGRADE_002, dbname=db.name)
+        self.assertEqual(db.scalar("SELECT version FROM schema_version"), "2")
+        comp = self.compression(db)
+        self.assertEqual(sorted(comp), ["contents", "contents_20260101", "contents_20260102"])
+        self.assertEqual(set(comp.values()), {"l"}, comp)
+        # the old row keeps its compression and its bytes
+        self.assertEqual(db.query("SELECT pg_column_compression(content),"
+                                  " encode(sha256(content), 'hex') FROM contents"),
+                         [["pglz", hashlib.sha256(old).hexdigest()]])
+        # a second run refuses: it only takes version 1
+        with self.assertRaises(RuntimeError) as cm:
+            self.pg.apply_file(UPGRADE_002, dbname=db.name)
+        self.assertIn("takes schema version 1 to 2; the database has 2", str(cm.exception))
+
+        # the daemon runs on it: into the upgraded partition, and into the
+        # partitions of a later day that the new function creates
+        for t, tag in ((T0 + 3600, b"day1"), (T0 + 5 * DAY + 3600, b"day6")):
+            os.environ["RSPAMD_QUARANTINE_NOW"] = str(t)
+            if d.proc is not None:
+                d.stop()
+            d.start()
+            body = spam_body(64 * 1024, tag)
+            env, b = with_meta(F01, body=body, qid="UP" + tag.decode())
+            self.assertStatus(h.fcgi_post(d.socket, env, b), 200)
+            self.assert_stored(db, body, ["bob@example.net"])
+            self.assertEqual(db.scalar(
+                "SELECT pg_column_compression(content) FROM contents WHERE sha256 = '%s'"
+                % hashlib.sha256(body).hexdigest()), "lz4")
+        d.stop()
+        comp = self.compression(db)
+        self.assertIn("contents_20260106", comp)
+        self.assertEqual(set(comp.values()), {"l"}, comp)
+        rc, out, err = d.cli("list", "--json")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(len(json.loads(out.decode())), 2)
 
     # ------------------------------------------------------------ ingest
 

@@ -296,6 +296,25 @@ static void test_oneline(void **state)
 	assert_string_equal(out, "unknown error");
 }
 
+/* The refusal names what to run: the schema for an empty database, the
+ * upgrade files from the next version on for an older one. */
+static void test_schema_advice(void **state)
+{
+	char out[100];
+	(void)state;
+	assert_int_equal(PGSQL_SCHEMA_VERSION, 2);
+	pgsql_schema_advice(-1, out, sizeof out);
+	assert_string_equal(out, "apply sql/schema.sql");
+	pgsql_schema_advice(0, out, sizeof out);
+	assert_string_equal(out, "apply sql/schema.sql");
+	pgsql_schema_advice(1, out, sizeof out);
+	assert_string_equal(out, "apply sql/upgrade/002-*.sql");
+	pgsql_schema_advice(2, out, sizeof out);
+	assert_string_equal(out, "the database is newer than this program");
+	pgsql_schema_advice(99, out, sizeof out);
+	assert_string_equal(out, "the database is newer than this program");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -312,6 +331,7 @@ int main(void)
 		cmocka_unit_test(test_list_query_full),
 		cmocka_unit_test(test_copy_framing),
 		cmocka_unit_test(test_oneline),
+		cmocka_unit_test(test_schema_advice),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
