@@ -254,6 +254,57 @@ static void test_json_round_trip(void **state)
 	qentry_free(&e);
 }
 
+/* Strings are escaped as JSON requires, a string that is not UTF-8 keeps
+ * its ASCII, embedded arrays that are not well-formed become [], and a
+ * whole-number score still reads back as a real; jansson reads it all. */
+static void test_json_escapes(void **state)
+{
+	(void)state;
+	struct qentry e, back;
+	memset(&e, 0, sizeof e);
+	memcpy(e.id, "ffffffffffffffffffffffff", ENTRY_ID_LEN + 1);
+	e.meta.scan_time = -1;
+	e.meta.received_at = 1000;
+	e.rcpt = (char *)"q\"uo\\te@example.org";
+	e.meta.qid = (char *)"tab\there\nnl\r\x01\x1f\b\f";
+	e.meta.env_from = (char *)"bad-\xff\xfe-utf8@example.org";
+	e.meta.hdr_subject = (char *)"Gr\xc3\xbc\xc3\x9f" "e \xe2\x82\xac";
+	e.meta.symbols_json = (char *)"[{\"name\":\"A\",\"score\":1.5}";
+	e.meta.fuzzy_json = (char *)"  [\"abc\"]\n";
+	e.meta.has_score = true;
+	e.meta.score = 10;
+	for (int pretty = 0; pretty <= 1; pretty++) {
+		char *s = qentry_to_json(&e, pretty);
+		json_error_t err;
+		json_t *o = json_loads(s, 0, &err);
+		assert_non_null(o);
+		assert_string_equal(json_string_value(json_object_get(o, "rcpt")),
+				    "q\"uo\\te@example.org");
+		assert_string_equal(json_string_value(json_object_get(o, "qid")),
+				    "tab\there\nnl\r\x01\x1f\b\f");
+		assert_non_null(strstr(s, "\\u0001\\u001f\\b\\f"));
+		assert_string_equal(json_string_value(json_object_get(o, "from")),
+				    "bad-?\?-utf8@example.org");
+		assert_string_equal(json_string_value(json_object_get(o, "header_subject")),
+				    "Grüße €");
+		assert_true(json_is_array(json_object_get(o, "symbols")));
+		assert_int_equal(json_array_size(json_object_get(o, "symbols")), 0);
+		assert_string_equal(json_string_value(json_array_get(json_object_get(o, "fuzzy"), 0)),
+				    "abc");
+		assert_true(json_is_real(json_object_get(o, "score")));
+		assert_true(json_real_value(json_object_get(o, "score")) == 10.0);
+		assert_true(json_is_null(json_object_get(o, "scan_time")));
+		json_decref(o);
+		assert_int_equal(qentry_from_json(s, strlen(s), &back), 0);
+		assert_string_equal(back.meta.qid, e.meta.qid);
+		assert_true(back.meta.has_score && back.meta.score == 10.0);
+		assert_null(back.meta.symbols_json);
+		assert_string_equal(back.meta.fuzzy_json, "[\"abc\"]");
+		qentry_free(&back);
+		free(s);
+	}
+}
+
 static void test_json_nulls(void **state)
 {
 	(void)state;
@@ -338,6 +389,7 @@ int main(void)
 		cmocka_unit_test(test_symbols),
 		cmocka_unit_test(test_json_keys),
 		cmocka_unit_test(test_json_round_trip),
+		cmocka_unit_test(test_json_escapes),
 		cmocka_unit_test(test_json_nulls),
 		cmocka_unit_test(test_json_rejects),
 	};
