@@ -5,7 +5,8 @@
  * Layout:
  *
  *   <root>/tmp/                      uploads in progress:
- *                                    "<pid>.<counter>.<random hex>"
+ *                                    "<pid>.<counter>.<random hex>", and
+ *                                    their metadata: "<pid>.<counter>.json"
  *   <root>/users/<domain>/<local>/   one directory per recipient, named
  *                                    by addr_path() (lower case, every
  *                                    byte outside [a-z0-9.+_-] %XX-encoded)
@@ -22,7 +23,7 @@
  *   <root>/ids/<id[0..1]>/<id>       symlink to "../../users/<domain>/<local>",
  *                                    to find an entry by its id
  *
- * An entry exists if and only if its .json exists.  The .json file's
+ * An entry exists if and only if its .json and its content exist.  The .json file's
  * modification time is the entry's received_at (set with futimens when it
  * is written, before its fsync, and again whenever a status change
  * rewrites it), and the store relies on it: expire decides by the mtime
@@ -37,31 +38,36 @@
  * produce.  Directories are created mode 0700, files 0600.
  *
  * Writing follows the maildir discipline.  The message streams into a
- * file in tmp/.  Commit works in two phases, each a batch of namespace
- * operations followed by the fsyncs that make them durable:
+ * file in tmp/.  Commit works in two phases, each a batch of operations
+ * followed by the fsyncs that make them durable:
  *
- *  1. for each recipient: link the file in as <id>.eml, create the ids
- *     symlink (temporary name, rename), write the metadata to a temporary
- *     file; then fsync the content, every metadata file, every user
- *     directory and every ids directory;
- *  2. for each recipient: link the metadata in as <id>.json (link, not
- *     rename: an entry committed meanwhile by another worker is never
- *     overwritten); then fsync every user directory.
+ *  1. for each recipient: write the metadata to a new file in tmp/ and
+ *     create the ids symlink (temporary name, rename); then fsync the
+ *     content, every metadata file and every ids directory;
+ *  2. for each recipient: link the content in as <id>.eml, then the
+ *     metadata as <id>.json (link, not rename: an entry committed
+ *     meanwhile by another worker is never overwritten); then fsync
+ *     every user directory.
  *
  * Every file and directory is still fsynced, as POSIX requires, but a
  * phase's fsyncs are issued together as one sync batch (sync_batch.c,
  * io_uring) once its operations are done, with the writeback of each
  * file started as soon as it is written: the phase waits for the disk
  * about once, not once per fsync, whatever the number of recipients (on
- * a journalling file system they also join one journal commit).
- * Nothing of phase 2 happens before phase 1's batch has been flushed,
- * so a visible entry never points at content that a crash could lose.
+ * a journalling file system they also join one journal commit).  Each
+ * user directory is synced once per message: both of an entry's names
+ * are made in phase 2, after everything they point at is durable.  A
+ * crash during phase 2 (before the answer, so the POST is retried) may
+ * leave either name without the other: an .eml alone is an orphan, a
+ * .json alone is not an entry, and the retry completes it.
  * If any step fails, everything this commit created is removed again and
  * the put fails as a whole; an entry that already existed (a retried
- * POST) is left untouched.
+ * POST) is left untouched, its directory synced again in case the first
+ * attempt is still committing.
  *
  * Leftovers of a crash are harmless: an .eml without .json is not an
- * entry, a dangling ids symlink finds no .json.  Opening the store removes
+ * entry, nor a .json without content (expire removes it when its day
+ * comes), and a dangling ids symlink finds no .json.  Opening the store removes
  * uploads in tmp/ whose process is gone; expire also removes stale
  * temporary files and orphaned .eml files (older than an hour) in the
  * user directories.
@@ -187,6 +193,14 @@ static int find_content(int ufd, const char *id, char *name, size_t len, struct 
 			return -1;
 	}
 	return -1;
+}
+
+/* True if entry id in ufd has its content, in either form. */
+static bool has_content(int ufd, const char *id)
+{
+	char name[ENTRY_ID_LEN + 8];
+	struct stat st;
+	return find_content(ufd, id, name, sizeof name, &st) == 0;
 }
 
 /* A path component we generated: not empty, not a dot name, no slash. */
@@ -338,7 +352,8 @@ static int read_small(int dirfd, const char *name, struct buf *b, struct qerr *e
 	return 0;
 }
 
-/* Reads and parses <id>.json in dirfd.  Returns 0, 1 if absent, -1. */
+/* Reads and parses <id>.json in dirfd.  Returns 0, 1 if absent (or
+ * without content), -1. */
 static int load_entry(int dirfd, const char *id, struct qentry *out, struct qerr *e)
 {
 	char name[ENTRY_ID_LEN + 8];
@@ -356,6 +371,11 @@ static int load_entry(int dirfd, const char *id, struct qentry *out, struct qerr
 		if (r == 0)
 			qentry_free(out);
 		return qerr_perm(e, "file store: metadata of entry %s is damaged", id);
+	}
+	if (!has_content(dirfd, id)) {
+		/* a commit cut short by a crash: not an entry (see the top) */
+		qentry_free(out);
+		return 1;
 	}
 	return 0;
 }
@@ -377,26 +397,25 @@ static int set_mtime(int fd, int64_t t)
 	return futimens(fd, ts);
 }
 
-/* Writes metadata text to a new temporary file in dirfd, dated mtime;
- * its name goes to tmp (64 bytes).  With keep NULL the file is fsynced
- * and closed; else its writeback is started and its descriptor goes to
- * *keep, for the caller to fsync with others. */
-static int write_tmp(struct fstore *fs, int dirfd, const char *text, int64_t mtime, char *tmp,
-		     int *keep, struct qerr *e)
+/* Writes metadata text to the new file dirfd/name, dated mtime.  With
+ * keep NULL the file is fsynced and closed; else its writeback is
+ * started and its descriptor goes to *keep, for the caller to fsync with
+ * others.  On failure the file is removed again. */
+static int write_tmp_named(int dirfd, const char *name, const char *text, int64_t mtime,
+			   int *keep, struct qerr *e)
 {
-	tmp_name(fs, tmp, 64);
-	int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
-		return io_err(e, "cannot create", tmp);
+		return io_err(e, "cannot create", name);
 	bool bad = write_full(fd, text, strlen(text)) < 0 || set_mtime(fd, mtime) < 0;
 	if (!bad && keep == NULL)
 		bad = fsync(fd) < 0;
 	else if (!bad)
 		start_writeback(fd);
 	if (bad) {
-		io_err(e, "cannot write", tmp);
+		io_err(e, "cannot write", name);
 		close(fd);
-		unlinkat(dirfd, tmp, 0);
+		unlinkat(dirfd, name, 0);
 		return -1;
 	}
 	if (keep != NULL) {
@@ -404,8 +423,8 @@ static int write_tmp(struct fstore *fs, int dirfd, const char *text, int64_t mti
 		return 0;
 	}
 	if (close(fd) < 0) {
-		io_err(e, "cannot write", tmp);
-		unlinkat(dirfd, tmp, 0);
+		io_err(e, "cannot write", name);
+		unlinkat(dirfd, name, 0);
 		return -1;
 	}
 	return 0;
@@ -417,7 +436,8 @@ static int replace_file(struct fstore *fs, int dirfd, const char *name, const ch
 			int64_t mtime, struct qerr *e)
 {
 	char tmp[64];
-	if (write_tmp(fs, dirfd, text, mtime, tmp, NULL, e) < 0)
+	tmp_name(fs, tmp, sizeof tmp);
+	if (write_tmp_named(dirfd, tmp, text, mtime, NULL, e) < 0)
 		return -1;
 	if (renameat(dirfd, tmp, dirfd, name) < 0) {
 		io_err(e, "cannot rename to", name);
@@ -613,9 +633,10 @@ static void file_put_abort(void *put)
 struct made {
 	char rel[REL_MAX];
 	const char *id;
-	char jtmp[64];  /* the metadata under its temporary name */
+	char mtmp[64];  /* the metadata, written in tmp/ under this name */
 	bool gz;        /* the content is <id>.eml.gz */
 	bool skip;      /* the entry existed before */
+	bool repair;    /* its .json existed without content: a crash's leftover */
 	bool eml, link, tmp, json;
 };
 
@@ -626,7 +647,9 @@ static void rollback(struct fstore *fs, struct made *mk, size_t n)
 		struct made *w = &mk[n];
 		char name[ENTRY_ID_LEN + 8];
 		int ufd;
-		if ((w->json || w->eml || w->tmp) && open_rel(fs, w->rel, false, &ufd, NULL) == 0) {
+		if (w->tmp)
+			unlinkat(fs->tmpfd, w->mtmp, 0);
+		if ((w->json || w->eml) && open_rel(fs, w->rel, false, &ufd, NULL) == 0) {
 			if (w->json) {
 				snprintf(name, sizeof name, "%s.json", w->id);
 				unlinkat(ufd, name, 0);
@@ -635,8 +658,6 @@ static void rollback(struct fstore *fs, struct made *mk, size_t n)
 				content_name(name, sizeof name, w->id, w->gz);
 				unlinkat(ufd, name, 0);
 			}
-			if (w->tmp)
-				unlinkat(ufd, w->jtmp, 0);
 			if (fsync(ufd) < 0)
 				log_msg(LOG_WARNING, "file store: rollback: sync of users/%s: %s",
 					w->rel, strerror(errno));
@@ -652,9 +673,11 @@ static void rollback(struct fstore *fs, struct made *mk, size_t n)
 	}
 }
 
-/* Links the content in as <id>.eml (or .eml.gz), replacing a leftover
- * of a crash in either form: the entry has no metadata yet, so any
- * content file of its id is one. */
+/* Links the content in as <id>.eml (or .eml.gz).  Only called while the
+ * entry is not complete, so a content file of its id in either form is a
+ * leftover (of a crash, or of an older version that named the content
+ * before it was durable) and is replaced: never trusted to hold the
+ * bytes. */
 static int link_content(struct fput *p, int ufd, const char *id, struct qerr *e)
 {
 	char name[ENTRY_ID_LEN + 8];
@@ -714,11 +737,12 @@ static int batch_user_dir(struct sync_batch *sb, int ufd, const char *rel, struc
 	return sync_batch_add(sb, fd, what, e);
 }
 
-/* First phase for one recipient: everything but the commit marker.  The
- * content and the id link are in place, the metadata is written under a
- * temporary name, and what must be fsynced for them (the metadata file,
- * the user directory, the ids directory) is in sb; fills w with what it
- * made. */
+/* First phase for one recipient: what must be durable before the entry
+ * gets its names.  The metadata is written to tmp/, the id link is made
+ * (it leads nowhere until the .json exists), and the metadata file and
+ * the ids directory go into sb.  An entry stored before (a retry) is
+ * skipped, its directory still synced: the first attempt may not have
+ * finished syncing it yet. */
 static int prepare_one(struct fput *p, const struct qmeta *m, const char *rcpt,
 		       const char *id, struct made *w, struct sync_batch *sb, struct qerr *e)
 {
@@ -726,6 +750,7 @@ static int prepare_one(struct fput *p, const struct qmeta *m, const char *rcpt,
 	char name[ENTRY_ID_LEN + 8];
 	int ufd;
 	w->id = id;
+	w->gz = p->z != NULL;
 	if (rcpt_rel(rcpt, w->rel, sizeof w->rel, e) < 0)
 		return -1;
 	if (open_rel(fs, w->rel, true, &ufd, e) != 0)
@@ -733,21 +758,24 @@ static int prepare_one(struct fput *p, const struct qmeta *m, const char *rcpt,
 	struct stat st;
 	snprintf(name, sizeof name, "%s.json", id);
 	if (fstatat(ufd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-		w->skip = true; /* stored before: a retry */
-		close(ufd);
-		return 0;
-	}
-	if (errno != ENOENT) {
+		if (has_content(ufd, id)) {
+			w->skip = true;
+			int r = batch_user_dir(sb, ufd, w->rel, e);
+			close(ufd);
+			return r;
+		}
+		/* metadata without content: a commit cut short by a crash */
+		w->repair = true;
+	} else if (errno != ENOENT) {
 		io_err(e, "cannot look at", name);
 		goto fail;
 	}
-	w->gz = p->z != NULL;
-	if (link_content(p, ufd, id, e) < 0)
-		goto fail;
-	w->eml = true;
+	close(ufd);
 	if (link_id(fs, id, w->rel, sb, e) < 0)
-		goto fail;
+		return -1;
 	w->link = true;
+	if (w->repair)
+		return 0;
 
 	struct qentry qe;
 	memset(&qe, 0, sizeof qe);
@@ -757,27 +785,26 @@ static int prepare_one(struct fput *p, const struct qmeta *m, const char *rcpt,
 	qe.status_changed = m->received_at;
 	qe.meta = *m;
 	char *json = qentry_to_json(&qe, true);
+	snprintf(w->mtmp, sizeof w->mtmp, "%ld.%lu.json", (long)getpid(), ++fs->counter);
 	int jfd;
-	int r = write_tmp(fs, ufd, json, m->received_at, w->jtmp, &jfd, e);
+	int r = write_tmp_named(fs->tmpfd, w->mtmp, json, m->received_at, &jfd, e);
 	free(json);
 	if (r < 0)
-		goto fail;
+		return -1;
 	w->tmp = true;
 	char what[96];
-	snprintf(what, sizeof what, "users/%.70s/%s", w->rel, w->jtmp);
-	if (sync_batch_add(sb, jfd, what, e) < 0 || batch_user_dir(sb, ufd, w->rel, e) < 0)
-		goto fail;
-	close(ufd);
-	return 0;
+	snprintf(what, sizeof what, "tmp/%s", w->mtmp);
+	return sync_batch_add(sb, jfd, what, e);
 fail:
 	close(ufd);
 	return -1;
 }
 
-/* Second phase for one recipient: the metadata takes its name (link,
- * never overwriting), and the user directory goes into sb; the entry
- * exists once sb is flushed. */
-static int publish_one(struct fstore *fs, struct made *w, struct sync_batch *sb,
+/* Second phase for one recipient: the content takes its name, then the
+ * metadata (link, never overwriting: an entry committed meanwhile by a
+ * concurrent retry is theirs), and the user directory goes into sb; the
+ * entry exists once sb is flushed. */
+static int publish_one(struct fstore *fs, struct fput *p, struct made *w, struct sync_batch *sb,
 		       size_t *created, struct qerr *e)
 {
 	char name[ENTRY_ID_LEN + 8];
@@ -785,22 +812,26 @@ static int publish_one(struct fstore *fs, struct made *w, struct sync_batch *sb,
 	if (open_rel(fs, w->rel, false, &ufd, e) != 0)
 		return qerr_temp(e, "file store: users/%.200s vanished during commit", w->rel);
 	snprintf(name, sizeof name, "%s.json", w->id);
+	struct stat st;
 	int r = 0;
-	if (linkat(ufd, w->jtmp, ufd, name, 0) == 0) {
-		w->json = true;
-		(*created)++;
-	} else if (errno == EEXIST) {
-		/* Committed meanwhile by a concurrent retry: it is theirs. */
-		w->eml = w->link = false;
+	if (!w->repair && fstatat(ufd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		w->link = false; /* committed meanwhile: theirs */
 	} else {
-		r = io_err(e, "cannot link", name);
+		r = link_content(p, ufd, w->id, e);
+		w->eml = r == 0;
+		if (r == 0 && w->repair) {
+			(*created)++;
+		} else if (r == 0 && linkat(fs->tmpfd, w->mtmp, ufd, name, 0) == 0) {
+			w->json = true;
+			(*created)++;
+		} else if (r == 0 && errno == EEXIST) {
+			w->eml = w->link = false; /* theirs, as above */
+		} else if (r == 0) {
+			r = io_err(e, "cannot link", name);
+		}
 	}
-	if (r == 0) {
-		unlinkat(ufd, w->jtmp, 0);
-		w->tmp = false;
-		if (w->json)
-			r = batch_user_dir(sb, ufd, w->rel, e);
-	}
+	if (r == 0)
+		r = batch_user_dir(sb, ufd, w->rel, e);
 	close(ufd);
 	return r;
 }
@@ -841,13 +872,17 @@ static int file_put_commit(void *put, const struct qmeta *m, char *const *ids,
 		r = sync_batch_flush(&sb, e);
 	for (size_t j = 0; r == 0 && j < m->nrcpt; j++)
 		if (!mk[j].skip)
-			r = publish_one(p->fs, &mk[j], &sb, created, e);
+			r = publish_one(p->fs, p, &mk[j], &sb, created, e);
 	if (r == 0)
 		r = sync_batch_flush(&sb, e);
 	if (r < 0) {
 		sync_batch_drop(&sb);
 		rollback(p->fs, mk, i);
 		*created = 0;
+	} else {
+		for (size_t j = 0; j < m->nrcpt; j++)
+			if (mk[j].tmp)
+				unlinkat(p->fs->tmpfd, mk[j].mtmp, 0);
 	}
 	free(mk);
 	put_free(p);

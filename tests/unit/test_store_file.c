@@ -1012,6 +1012,69 @@ static void test_retry_after_crash(void **state)
 	xfree_strv(ids, nids);
 }
 
+/* A crash between the two names of phase 2 can leave an entry's .json
+ * without its content: that is not an entry (get, list and stats skip
+ * it), and the retry that follows makes it whole, keeping the metadata
+ * already there. */
+static void test_json_without_content(void **state)
+{
+	struct fixture *f = *state;
+	const char *const r[] = { "a@example.org" };
+	struct put_args a = { MSG, sizeof MSG - 1, r, 1, "QJ", NULL, NULL };
+	char **ids;
+	size_t nids, created;
+	put_ok(f->s, &a, &ids, &nids, &created);
+	assert_int_equal(created, 1);
+	char eml[600], json[600];
+	user_file(f, "example.org/a", ids[0], "eml", eml, sizeof eml);
+	user_file(f, "example.org/a", ids[0], "json", json, sizeof json);
+	struct stat before;
+	assert_int_equal(stat(json, &before), 0);
+	assert_int_equal(unlink(eml), 0);
+
+	struct qerr e;
+	struct qentry q;
+	assert_int_equal(store_get(f->s, ids[0], &q, &e), -1);
+	assert_int_equal(e.cls, QERR_NOTFOUND);
+	struct store_filter all = all_filter();
+	struct listed l;
+	assert_int_equal(list_n(f->s, &all, &l), 0);
+	struct store_stats st;
+	assert_int_equal(store_stats(f->s, &st, &e), 0);
+	assert_int_equal(st.entries, 0);
+
+	char **ids2;
+	size_t nids2, created2;
+	put_ok(f->s, &a, &ids2, &nids2, &created2);
+	assert_string_equal(ids2[0], ids[0]);
+	assert_int_equal(created2, 1);
+	struct stat after;
+	assert_int_equal(stat(json, &after), 0);
+	assert_int_equal(after.st_ino, before.st_ino);
+	assert_int_equal(store_get(f->s, ids[0], &q, &e), 0);
+	assert_string_equal(q.meta.qid, "QJ");
+	qentry_free(&q);
+	struct buf b = { 0 };
+	assert_int_equal(store_read_content(f->s, ids[0], collect_cb, &b, &e), 0);
+	assert_int_equal(b.len, sizeof MSG - 1);
+	assert_memory_equal(b.data, MSG, b.len);
+	buf_free(&b);
+	assert_int_equal(list_n(f->s, &all, &l), 1);
+	/* nothing is left in tmp/ */
+	char tmpdir[600];
+	snprintf(tmpdir, sizeof tmpdir, "%s/tmp", f->root);
+	DIR *d = opendir(tmpdir);
+	assert_non_null(d);
+	struct dirent *de;
+	int files = 0;
+	while ((de = readdir(d)) != NULL)
+		files += de->d_name[0] != '.';
+	closedir(d);
+	assert_int_equal(files, 0);
+	xfree_strv(ids, nids);
+	xfree_strv(ids2, nids2);
+}
+
 /* Reopens the fixture's store with compress = gzip. */
 static void use_gzip(struct fixture *f)
 {
@@ -1374,6 +1437,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_open_cleans_tmp, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_orphans_swept_by_expire, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_retry_after_crash, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_json_without_content, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_gzip_round_trip_shared, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_gzip_mixed_and_damaged, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unknown_backend, setup, teardown),
