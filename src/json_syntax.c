@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "charset.h"
 
@@ -98,14 +99,42 @@ static int unicode_escape(struct js *s)
 	return 0;
 }
 
+#define ONES UINT64_C(0x0101010101010101)
+#define HIGHS UINT64_C(0x8080808080808080)
+
+/* The bytes of w that end a run of plain string bytes (a quote, a
+ * backslash, a control byte), as the high bit of each.  Only the lowest
+ * marked byte is sure (a marked byte borrows into the ones above it);
+ * it is the first such byte when w was loaded little-endian. */
+static uint64_t special_bytes(uint64_t w)
+{
+	uint64_t q = w ^ (ONES * '"'), b = w ^ (ONES * '\\');
+	uint64_t zero_q = (q - ONES) & ~q, zero_b = (b - ONES) & ~b;
+	uint64_t below_space = (w - ONES * 0x20) & ~w;
+	return (zero_q | zero_b | below_space) & HIGHS;
+}
+
 /* A string, s->p on its opening quote.  The bytes are UTF-8 already
  * (checked once for the whole text). */
 static int scan_string(struct js *s)
 {
 	s->p++;
 	for (;;) {
-		/* Plain characters need no check beyond this one. */
+		/* Plain characters need no check beyond this one: skipped a
+		 * word at a time, up to the first byte that ends the run. */
 		const unsigned char *q = s->p;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+		while (s->end - q >= 8) {
+			uint64_t w;
+			memcpy(&w, q, sizeof w);
+			uint64_t m = special_bytes(w);
+			if (m != 0) {
+				q += (unsigned)__builtin_ctzll(m) / 8;
+				break;
+			}
+			q += 8;
+		}
+#endif
 		while (q < s->end && *q >= 0x20 && *q != '"' && *q != '\\')
 			q++;
 		s->p = q;

@@ -98,6 +98,45 @@ static void test_escapes(void **state)
 	expect("\"\\ud800\\", 0);
 }
 
+/* Long strings are skipped a word at a time: a quote, an escape or a
+ * control byte must be found at every offset within a word, and bytes
+ * of UTF-8 (0x80 and up) must not stop the run. */
+static void test_long_strings(void **state)
+{
+	(void)state;
+	char text[64];
+	for (int at = 0; at < 40; at++) {
+		/* ["aaaa...<special>..."] with the special byte at offset at */
+		size_t n = 0;
+		text[n++] = '[';
+		text[n++] = '"';
+		for (int i = 0; i < at; i++)
+			text[n++] = (char)(i % 3 == 0 ? 'a' : i % 3 == 1 ? '\xc3' : '\xa4');
+		if (at % 3 == 2) /* keep the UTF-8 pairs whole */
+			text[n++] = '\xa4';
+		size_t mark = n;
+		const char *tail = "zzzzzzzzzzzzzzzz\"]";
+		/* a control byte: refused, wherever it is */
+		text[mark] = '\x1f';
+		memcpy(text + mark + 1, tail, strlen(tail));
+		assert_int_equal(json_syntax_check(text, mark + 1 + strlen(tail), '[', NULL, 0), -1);
+		/* an escaped quote: accepted, and the string goes on */
+		text[mark] = '\\';
+		text[mark + 1] = '"';
+		memcpy(text + mark + 2, tail, strlen(tail));
+		assert_int_equal(json_syntax_check(text, mark + 2 + strlen(tail), '[', NULL, 0), 0);
+		/* a quote ends the string: what follows must be JSON */
+		text[mark] = '"';
+		memcpy(text + mark + 1, "]", 1);
+		assert_int_equal(json_syntax_check(text, mark + 2, '[', NULL, 0), 0);
+		memcpy(text + mark + 1, "x]", 2);
+		assert_int_equal(json_syntax_check(text, mark + 3, '[', NULL, 0), -1);
+		/* no end at all */
+		memset(text + mark, 'q', 12);
+		assert_int_equal(json_syntax_check(text, mark + 12, '[', NULL, 0), -1);
+	}
+}
+
 static void test_control_bytes(void **state)
 {
 	(void)state;
@@ -230,6 +269,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_values),
 		cmocka_unit_test(test_escapes),
+		cmocka_unit_test(test_long_strings),
 		cmocka_unit_test(test_control_bytes),
 		cmocka_unit_test(test_utf8),
 		cmocka_unit_test(test_numbers_beyond_jansson),
