@@ -56,21 +56,24 @@ static const struct pg_stmt stmts[] = {
 	  " AND received_day BETWEEN $2::date - $3::integer AND $2::date + 1", 3 },
 	{ "rq_has_content",
 	  "SELECT 1 FROM contents WHERE sha256 = $1 AND received_day = $2::date", 2 },
-	{ "rq_put_message",
-	  "INSERT INTO messages (received_day, received_at, sha256, size, rcpts, qid,"
+	/* The message row and its entries in one statement: the entries
+	 * take the new message's id (ids $24 and recipients $25, paired). */
+	{ "rq_put",
+	  "WITH m AS ("
+	  " INSERT INTO messages (received_day, received_at, sha256, size, rcpts, qid,"
 	  " env_from, smtp_user, ip, action, score, scan_time, symbols, fuzzy,"
 	  " rspamd_server, rspamd_subject, hdr_from, hdr_to, hdr_cc, hdr_subject,"
 	  " hdr_date, message_id, policy)"
 	  " VALUES ($1::date, to_timestamp($2::bigint), $3, $4::bigint, $5::jsonb, $6,"
 	  " $7, $8, $9::inet, $10, $11::float8, $12::integer, $13::jsonb, $14::jsonb,"
 	  " $15, $16, $17, $18, $19, $20, $21, $22, $23)"
-	  " RETURNING id", 23 },
-	{ "rq_put_entry",
-	  "INSERT INTO entries (id, received_day, received_at, message_id, rcpt, status,"
+	  " RETURNING id, received_day, received_at)"
+	  " INSERT INTO entries (id, received_day, received_at, message_id, rcpt, status,"
 	  " status_changed)"
-	  " VALUES ($1, $2::date, to_timestamp($3::bigint), $4::bigint, $5, 'quarantined',"
-	  " to_timestamp($3::bigint))"
-	  " ON CONFLICT DO NOTHING", 5 },
+	  " SELECT n.id, m.received_day, m.received_at, m.id, n.rcpt, 'quarantined',"
+	  " m.received_at"
+	  " FROM m, unnest($24::text[], $25::text[]) AS n(id, rcpt)"
+	  " ON CONFLICT DO NOTHING", 25 },
 	{ "rq_ensure", "SELECT rq_ensure_partitions($1::date)", 1 },
 	{ "rq_get",
 	  "SELECT %COLUMNS%" ENTRY_FROM
@@ -154,6 +157,124 @@ static int pg_cmd(struct pg_state *st, const char *sql, const char *what,
 		return 0;
 	}
 	*kind = pg_fail(st, r, what, e);
+	return -1;
+}
+
+/* One statement of a pipeline: a prepared statement (name, with n text
+ * parameters vals) or a fixed command without parameters (sql). */
+struct pg_step {
+	const char *name;
+	const char *sql;
+	int n;
+	const char *const *vals;
+	ExecStatusType want;
+	const char *what;     /* names the step in an error message */
+	bool keep;            /* hand the result to the caller in res */
+	bool commit;          /* the step commits the transaction */
+	PGresult *res;
+};
+
+/* Drops the connection without a server error to blame: the protocol
+ * state is not one the code knows how to go on from. */
+static enum pgsql_errkind pg_drop(struct pg_state *st, const char *what, struct qerr *e)
+{
+	log_warn("pgsql: %s: connection in an unexpected state; reconnecting on the next"
+		 " request", what);
+	qerr_temp(e, "PostgreSQL: %s: connection in an unexpected state", what);
+	PQfinish(st->conn);
+	st->conn = NULL;
+	return PGSQL_ERR_RECONNECT;
+}
+
+/* Sends the steps as one pipeline ending in a sync, and reads every
+ * result: one round trip for all of them.  The server runs them in order
+ * and skips the rest after a failure; the failure is then classified as
+ * a single statement's would be (pg_fail: the connection dropped, or the
+ * transaction rolled back), once the pipeline has been read to its end.
+ * *failed is the index of the failing step.  A connection lost after a
+ * commit step was sent is reported as "committing" (the outcome is
+ * unknown, as for a lost reply to COMMIT), unless the server said which
+ * earlier step ended it.  On success, each kept step's result is in res
+ * for the caller to clear. */
+static int pg_pipeline(struct pg_state *st, struct pg_step *s, int n, int *failed,
+		       enum pgsql_errkind *kind, struct qerr *e)
+{
+	PGconn *c = st->conn;
+	PGresult *err = NULL, *r;
+	int got = 0, i, commit = -1;
+	bool synced = false, sent = true;
+
+	*failed = 0;
+	for (i = 0; i < n; i++) {
+		s[i].res = NULL;
+		if (s[i].commit)
+			commit = i;
+	}
+	if (!PQenterPipelineMode(c)) {
+		*kind = pg_drop(st, s[0].what, e);
+		return -1;
+	}
+	for (i = 0; i < n && sent; i++)
+		sent = s[i].name != NULL
+		       ? PQsendQueryPrepared(c, s[i].name, s[i].n, s[i].vals, NULL, NULL, 0) == 1
+		       : PQsendQueryParams(c, s[i].sql, 0, NULL, NULL, NULL, NULL, 0) == 1;
+	sent = sent && PQpipelineSync(c) == 1;
+
+	/* Each step's results end with a NULL; the sync ends the pipeline.
+	 * A lost connection ends it early (then libpq answers NULL for ever). */
+	while (sent && !synced && got <= n && PQstatus(c) == CONNECTION_OK) {
+		r = PQgetResult(c);
+		if (r == NULL) {
+			got++;
+			continue;
+		}
+		if (PQresultStatus(r) == PGRES_PIPELINE_SYNC) {
+			synced = true;
+			PQclear(r);
+		} else if (err == NULL && got < n && PQresultStatus(r) == s[got].want &&
+			   s[got].res == NULL) {
+			if (s[got].keep)
+				s[got].res = r;
+			else
+				PQclear(r);
+		} else if (err == NULL) {
+			err = r;
+			*failed = got < n ? got : n - 1;
+		} else {
+			PQclear(r); /* steps skipped after the failure */
+		}
+	}
+	if (err == NULL && synced && got == n) {
+		if (PQexitPipelineMode(c) == 1)
+			return 0;
+		*failed = n - 1;
+		*kind = pg_drop(st, s[n - 1].what, e);
+		goto fail;
+	}
+	if (err == NULL && got == n && commit == n - 1 && !synced) {
+		/* every step answered, COMMIT included: stored, whatever
+		 * became of the connection afterwards */
+		PQfinish(st->conn);
+		st->conn = NULL;
+		return 0;
+	}
+	if (err == NULL)
+		*failed = got < n ? got : n - 1;
+	if (PQstatus(c) == CONNECTION_OK && (!synced || PQexitPipelineMode(c) != 1)) {
+		PQclear(err);
+		*kind = pg_drop(st, s[*failed].what, e);
+		goto fail;
+	}
+	const char *what = s[*failed].what;
+	if (PQstatus(c) != CONNECTION_OK && commit >= *failed &&
+	    (err == NULL || PQresultErrorField(err, PG_DIAG_SQLSTATE) == NULL))
+		what = s[commit].what;
+	*kind = pg_fail(st, err, what, e);
+fail:
+	for (i = 0; i < n; i++) {
+		PQclear(s[i].res);
+		s[i].res = NULL;
+	}
 	return -1;
 }
 
@@ -445,7 +566,7 @@ static int copy_content(struct pg_state *st, const struct pg_put *p, const struc
 	return 0;
 }
 
-/* The message row's parameters, in the order of rq_put_message. */
+/* The message row's parameters, the first 23 of rq_put. */
 static void message_params(const struct qmeta *m, const char *day, const char **v, char **own)
 {
 	own[0] = xasprintf("%lld", (long long)m->received_at);
@@ -481,21 +602,25 @@ static void message_params(const struct qmeta *m, const char *day, const char **
 	v[22] = m->policy;
 }
 
-/* One attempt at the put's transaction.  Under an advisory lock on the
- * content (so that two receivers storing the same POST take turns), it
- * finds the entries a previous attempt already stored, and stores the
- * content (unless that day has it), the message and the missing entries. */
+/* One attempt at the put's transaction, in three round trips (four when
+ * the content is sent: COPY cannot be part of a pipeline).  First, in
+ * one pipeline: BEGIN, an advisory lock on the content (so that two
+ * receivers storing the same POST take turns; the look-ups that follow
+ * are separate statements, so their snapshots see what the lock's
+ * previous holder committed), the look-up of the entries a previous
+ * attempt already stored, and whether the day has the content.  Then the
+ * content, unless the day has it.  Then, in one pipeline: the message
+ * row with all its missing entries in one statement, and COMMIT. */
 static int put_once(struct pg_state *st, const struct pg_put *p, const struct qmeta *m,
 		    char *const *ids, size_t *created, enum pgsql_errkind *kind, bool *stale,
 		    struct qerr *e)
 {
 	bool fresh;
 	char day[16], key[32], dedup[16];
-	char *idarr = NULL;
+	char *idarr = NULL, *newids = NULL, *newrcpts = NULL;
 	bool *seen = NULL;
-	size_t nnew = 0, made = 0;
-	PGresult *r;
-	int rc = -1;
+	size_t nnew = 0;
+	int failed, rc = -1;
 
 	*kind = PGSQL_ERR_PERM;
 	*stale = false;
@@ -510,29 +635,39 @@ static int put_once(struct pg_state *st, const struct pg_put *p, const struct qm
 	/* A connection that fails before the transaction has begun was
 	 * already dead (the server restarted while it was idle): nothing
 	 * of this put reached the server, and a new connection may try. */
-	if (ensure_partitions(st, day, kind, e) < 0 ||
-	    pg_cmd(st, "BEGIN", "starting a transaction", kind, e) < 0) {
+	if (ensure_partitions(st, day, kind, e) < 0) {
 		*stale = !fresh && *kind == PGSQL_ERR_RECONNECT;
 		goto out;
 	}
 
 	snprintf(key, sizeof key, "%lld", (long long)pgsql_lock_key(m->sha256));
-	const char *lv[1] = { key };
-	if ((r = pg_run(st, "rq_lock", 1, lv, PGRES_TUPLES_OK, "locking", kind, e)) == NULL)
-		goto out;
-	PQclear(r);
-
 	snprintf(dedup, sizeof dedup, "%d", PGSQL_DEDUP_DAYS);
+	const char *lv[1] = { key };
 	const char *sv[3] = { idarr, day, dedup };
-	if ((r = pg_run(st, "rq_seen", 3, sv, PGRES_TUPLES_OK, "looking up entries", kind,
-			e)) == NULL)
+	const char *cv[2] = { m->sha256, day };
+	struct pg_step look[] = {
+		{ .sql = "BEGIN", .want = PGRES_COMMAND_OK, .what = "starting a transaction" },
+		{ .name = "rq_lock", .n = 1, .vals = lv, .want = PGRES_TUPLES_OK,
+		  .what = "locking" },
+		{ .name = "rq_seen", .n = 3, .vals = sv, .want = PGRES_TUPLES_OK,
+		  .what = "looking up entries", .keep = true },
+		{ .name = "rq_has_content", .n = 2, .vals = cv, .want = PGRES_TUPLES_OK,
+		  .what = "looking up content", .keep = true },
+	};
+	if (pg_pipeline(st, look, 4, &failed, kind, e) < 0) {
+		/* the same for a connection that did not even take the BEGIN */
+		*stale = !fresh && failed == 0 && *kind == PGSQL_ERR_RECONNECT;
 		goto out;
-	seen = xcalloc(m->nrcpt ? m->nrcpt : 1, sizeof *seen);
+	}
+	PGresult *r = look[2].res;
+	seen = xcalloc(m->nrcpt, sizeof *seen);
 	for (int row = 0; row < PQntuples(r); row++)
 		for (size_t i = 0; i < m->nrcpt; i++)
 			if (strcmp(PQgetvalue(r, row, 0), ids[i]) == 0)
 				seen[i] = true;
 	PQclear(r);
+	int have = PQntuples(look[3].res) > 0;
+	PQclear(look[3].res);
 	for (size_t i = 0; i < m->nrcpt; i++)
 		if (!seen[i])
 			nnew++;
@@ -544,46 +679,34 @@ static int put_once(struct pg_state *st, const struct pg_put *p, const struct qm
 		rc = 0;
 		goto out;
 	}
-
-	const char *cv[2] = { m->sha256, day };
-	if ((r = pg_run(st, "rq_has_content", 2, cv, PGRES_TUPLES_OK, "looking up content",
-			kind, e)) == NULL)
-		goto out;
-	int have = PQntuples(r) > 0;
-	PQclear(r);
 	if (!have && copy_content(st, p, m, kind, e) < 0)
 		goto out;
 
-	const char *mv[23];
+	const char *mv[25];
 	char *own[7];
 	message_params(m, day, mv, own);
-	r = pg_run(st, "rq_put_message", 23, mv, PGRES_TUPLES_OK, "storing message", kind, e);
+	for (size_t i = 0; i < m->nrcpt; i++)
+		seen[i] = !seen[i]; /* now: to be stored */
+	newids = pgsql_text_array(ids, seen, m->nrcpt);
+	newrcpts = pgsql_text_array(m->rcpt, seen, m->nrcpt);
+	mv[23] = newids;
+	mv[24] = newrcpts;
+	struct pg_step put[] = {
+		{ .name = "rq_put", .n = 25, .vals = mv, .want = PGRES_COMMAND_OK,
+		  .what = "storing message", .keep = true },
+		{ .sql = "COMMIT", .want = PGRES_COMMAND_OK, .what = "committing", .commit = true },
+	};
+	rc = pg_pipeline(st, put, 2, &failed, kind, e);
 	for (int i = 0; i < 7; i++)
 		free(own[i]);
-	if (r == NULL)
-		goto out;
-	char msgid[32];
-	snprintf(msgid, sizeof msgid, "%s", PQgetvalue(r, 0, 0));
-	PQclear(r);
-
-	char when[32];
-	snprintf(when, sizeof when, "%lld", (long long)m->received_at);
-	for (size_t i = 0; i < m->nrcpt; i++) {
-		if (seen[i])
-			continue;
-		const char *ev[5] = { ids[i], day, when, msgid, m->rcpt[i] };
-		r = pg_run(st, "rq_put_entry", 5, ev, PGRES_COMMAND_OK, "storing entry", kind, e);
-		if (r == NULL)
-			goto out;
-		made += strcmp(PQcmdTuples(r), "1") == 0;
-		PQclear(r);
+	if (rc == 0) {
+		*created = strtoul(PQcmdTuples(put[0].res), NULL, 10);
+		PQclear(put[0].res);
 	}
-	if (pg_cmd(st, "COMMIT", "committing", kind, e) < 0)
-		goto out;
-	*created = made;
-	rc = 0;
 out:
 	free(idarr);
+	free(newids);
+	free(newrcpts);
 	free(seen);
 	return rc;
 }

@@ -227,6 +227,30 @@ char *pgsql_id_array(char *const *ids, size_t n)
 	return buf_steal(&b);
 }
 
+char *pgsql_text_array(char *const *v, const bool *pick, size_t n)
+{
+	struct buf b = { 0 };
+	bool first = true;
+
+	buf_appendc(&b, '{');
+	for (size_t i = 0; i < n; i++) {
+		if (v[i] == NULL || (pick != NULL && !pick[i]))
+			continue;
+		if (!first)
+			buf_appendc(&b, ',');
+		first = false;
+		buf_appendc(&b, '"');
+		for (const char *c = v[i]; *c != '\0'; c++) {
+			if (*c == '"' || *c == '\\')
+				buf_appendc(&b, '\\');
+			buf_appendc(&b, *c);
+		}
+		buf_appendc(&b, '"');
+	}
+	buf_appendc(&b, '}');
+	return buf_steal(&b);
+}
+
 /* jsonb refuses what is not JSON and would fail the put; the parsers
  * hand over JSON, but a quarantine must not lose mail over metadata. */
 char *pgsql_json_param(const char *json)

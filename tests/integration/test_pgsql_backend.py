@@ -352,6 +352,72 @@ class PgsqlCase(h.ServerTestCase):
         self.assertEqual(len(rcpts), 3)
         self.assert_stored(db, body_of(F04), rcpts)
 
+    def test_recipients_stored_as_sent(self):
+        # the entries of a POST travel as one array: recipients that look
+        # like array syntax, quotes, backslashes or NULL stay themselves
+        s, db = self.stack()
+        rcpts = ['"a,b\\"c{d}"@example.net', "NULL@example.net", "NULL",
+                 "x\\y@example.net", "plain@example.net"]
+        env, body = with_meta(F01, qid="ARRAY1")
+        env["HTTP_X_RSPAMD_RCPT"] = json.dumps(rcpts)
+        self.assertStatus(h.fcgi_post(s.daemon.socket, env, body), 200)
+        got = sorted(r[0] for r in db.query("SELECT rcpt FROM entries"))
+        self.assertEqual(got, sorted(rcpts))
+        self.assertEqual(self.counts(db), (1, 1, 5))
+        # the retry finds every one of them
+        self.assertStatus(h.fcgi_post(s.daemon.socket, env, body), 200)
+        self.assertEqual(self.counts(db), (1, 1, 5))
+
+    def test_failures_keep_the_connection(self):
+        # A statement failing inside the put's first round trip (the lock,
+        # past lock_timeout) or its last (a trigger refusing an entry)
+        # rolls back and answers 503, and the worker goes on over the
+        # same connection.
+        s, db = self.stack(workers=1)
+        db.query("ALTER DATABASE %s SET lock_timeout = '300ms'" % db.name)
+        s.daemon.stop()
+        s.daemon.start()
+        self.assertStatus(h.http_raw(s.port, h.fixture_request(F02)), 200)
+        backend_sql = ("SELECT pid FROM pg_stat_activity"
+                       " WHERE application_name = 'rspamd-quarantine'")
+        backend = db.query(backend_sql)
+        self.assertEqual(len(backend), 1, backend)
+        body = body_of(F01)
+        key = lock_key(hashlib.sha256(body).hexdigest())
+        holder = subprocess.Popen(
+            [self.pg._bin("psql"), "-X", "-q", "-h", "127.0.0.1", "-p", str(self.pg.port),
+             "-U", "postgres", "-d", db.name, "-c",
+             "SELECT pg_advisory_lock(%d); SELECT pg_sleep(60);" % key],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.addCleanup(lambda: holder.poll() is None and holder.kill())
+        self.assertTrue(h._wait_for(lambda: db.scalar(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted") == "1", 10))
+        status, headers, answer = h.http_raw(s.port, h.fixture_request(F01))
+        self.assertEqual(status, 503, answer)
+        self.assertIn("retry-after", headers)
+        self.assertIn("locking", s.daemon.log())
+        db.query("SELECT pg_terminate_backend(pid) FROM pg_locks"
+                 " WHERE locktype = 'advisory' AND granted")
+        holder.wait(10)
+        self.assertStatus(h.http_raw(s.port, h.fixture_request(F01)), 200, "lock released")
+
+        db.query("CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$"
+                 " BEGIN RAISE EXCEPTION 'refused for the test'; END $$;"
+                 " CREATE TRIGGER refuse BEFORE INSERT ON entries FOR EACH ROW"
+                 " EXECUTE FUNCTION refuse();")
+        raw = h.fixture_request(F04)
+        status, _, answer = h.http_raw(s.port, raw)
+        self.assertGreaterEqual(status, 500, answer)
+        self.assertIn(b"refused for the test", answer)
+        db.query("DROP TRIGGER refuse ON entries")
+        self.assertStatus(h.http_raw(s.port, raw), 200, "trigger gone")
+        self.assertEqual(self.counts(db), (3, 3, 6))
+        # one connection all along, left idle (not in a transaction)
+        self.assertEqual(db.query(backend_sql), backend)
+        self.assertNotIn("reconnecting", s.daemon.log())
+        self.assertEqual(db.scalar("SELECT state FROM pg_stat_activity"
+                                   " WHERE application_name = 'rspamd-quarantine'"), "idle")
+
     # ------------------------------------------------------------ recovery
 
     def test_terminate_backends(self):

@@ -115,6 +115,27 @@ static void test_id_array(void **state)
 	assert_null(pgsql_id_array(null, 1));
 }
 
+/* Every element quoted and escaped: what looks like array syntax or NULL
+ * stays text; pick chooses elements, NULL strings are left out. */
+static void test_text_array(void **state)
+{
+	(void)state;
+	char *v[] = { "bob@example.net", "\"a,b\"@example.net", "x\\y{z}@example.net", "NULL",
+		      NULL, "" };
+	char *a = pgsql_text_array(v, NULL, 6);
+	assert_string_equal(a, "{\"bob@example.net\",\"\\\"a,b\\\"@example.net\","
+			       "\"x\\\\y{z}@example.net\",\"NULL\",\"\"}");
+	free(a);
+	bool pick[] = { false, true, false, true, true, false };
+	a = pgsql_text_array(v, pick, 6);
+	assert_string_equal(a, "{\"\\\"a,b\\\"@example.net\",\"NULL\"}");
+	free(a);
+	bool none[] = { false, false };
+	a = pgsql_text_array(v, none, 2);
+	assert_string_equal(a, "{}");
+	free(a);
+}
+
 static void test_json_param(void **state)
 {
 	(void)state;
@@ -323,6 +344,7 @@ int main(void)
 		cmocka_unit_test(test_day),
 		cmocka_unit_test(test_lock_key),
 		cmocka_unit_test(test_id_array),
+		cmocka_unit_test(test_text_array),
 		cmocka_unit_test(test_json_param),
 		cmocka_unit_test(test_rcpts),
 		cmocka_unit_test(test_symbol_pattern),
