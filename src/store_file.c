@@ -218,15 +218,16 @@ static bool good_component(const char *s)
 static int open_subdir(int dirfd, const char *name, bool create, int *out, struct qerr *e)
 {
 	*out = -1;
-	if (create) {
+	int fd = openat(dirfd, name, DIR_FLAGS);
+	if (fd < 0 && errno == ENOENT && create) {
 		if (mkdirat(dirfd, name, 0700) == 0) {
 			if (fsync(dirfd) < 0)
 				return io_err(e, "cannot sync directory above", name);
 		} else if (errno != EEXIST) {
 			return io_err(e, "cannot create directory", name);
 		}
+		fd = openat(dirfd, name, DIR_FLAGS);
 	}
-	int fd = openat(dirfd, name, DIR_FLAGS);
 	if (fd < 0) {
 		if (errno == ENOENT && !create)
 			return 1;
@@ -707,13 +708,20 @@ static int link_id(struct fstore *fs, const char *id, const char *rel, struct sy
 	if (open_subdir(fs->idsfd, xx, true, &xfd, e) != 0)
 		return -1;
 	char *target = xasprintf("../../users/%s", rel);
-	tmp_name(fs, tmp, sizeof tmp);
 	int r = 0;
-	if (symlinkat(target, xfd, tmp) < 0) {
+	if (symlinkat(target, xfd, id) == 0) {
+		/* the usual case: no link of that id yet */
+	} else if (errno != EEXIST) {
 		r = io_err(e, "cannot create link for", id);
-	} else if (renameat(xfd, tmp, xfd, id) < 0) {
-		r = io_err(e, "cannot create link for", id);
-		unlinkat(xfd, tmp, 0);
+	} else {
+		/* a leftover: replaced in one step */
+		tmp_name(fs, tmp, sizeof tmp);
+		if (symlinkat(target, xfd, tmp) < 0) {
+			r = io_err(e, "cannot create link for", id);
+		} else if (renameat(xfd, tmp, xfd, id) < 0) {
+			r = io_err(e, "cannot create link for", id);
+			unlinkat(xfd, tmp, 0);
+		}
 	}
 	free(target);
 	if (r < 0) {
