@@ -24,6 +24,10 @@
 
 /* Content goes to the server in pieces of this size. */
 #define COPY_CHUNK (256 * 1024)
+/* Content up to this size goes as a parameter of the put, in the same
+ * round trip as everything else: libpq holds a copy of it meanwhile, no
+ * larger than the COPY's pieces make its buffer anyway. */
+#define INLINE_MAX COPY_CHUNK
 /* read_content hands the content to its callback in pieces of this size. */
 #define READ_CHUNK (64 * 1024)
 
@@ -56,24 +60,41 @@ static const struct pg_stmt stmts[] = {
 	  " AND received_day BETWEEN $2::date - $3::integer AND $2::date + 1", 3 },
 	{ "rq_has_content",
 	  "SELECT 1 FROM contents WHERE sha256 = $1 AND received_day = $2::date", 2 },
-	/* The message row and its entries in one statement: the entries
-	 * take the new message's id (ids $24 and recipients $25, paired). */
+	/* The whole put in one statement: the POST's entries not stored yet
+	 * (ids $24 and recipients $25, paired, looked up in the days around
+	 * $1 as rq_seen does, by id = ANY: an anti-join would let the planner
+	 * choose to hash a whole partition, and keep that plan while the
+	 * partition grows); if there are any, the content ($27, binary;
+	 * NULL when a COPY sent it) unless the day has it, the message row,
+	 * and their entries with the new message's id.  A retry whose
+	 * entries all exist adds nothing. */
 	{ "rq_put",
-	  "WITH m AS ("
+	  "WITH n AS MATERIALIZED ("
+	  " SELECT d.id, d.rcpt FROM unnest($24::text[], $25::text[]) AS d(id, rcpt)"
+	  " WHERE d.id <> ALL (ARRAY(SELECT e.id FROM entries e"
+	  " WHERE e.id = ANY ($24::text[])"
+	  " AND e.received_day BETWEEN $1::date - $26::integer AND $1::date + 1))),"
+	  " c AS ("
+	  " INSERT INTO contents (sha256, received_day, size, content)"
+	  " SELECT $3, $1::date, $4::bigint, $27::bytea"
+	  " WHERE $27::bytea IS NOT NULL AND EXISTS (SELECT 1 FROM n)"
+	  " ON CONFLICT DO NOTHING),"
+	  " m AS ("
 	  " INSERT INTO messages (received_day, received_at, sha256, size, rcpts, qid,"
 	  " env_from, smtp_user, ip, action, score, scan_time, symbols, fuzzy,"
 	  " rspamd_server, rspamd_subject, hdr_from, hdr_to, hdr_cc, hdr_subject,"
 	  " hdr_date, message_id, policy)"
-	  " VALUES ($1::date, to_timestamp($2::bigint), $3, $4::bigint, $5::jsonb, $6,"
+	  " SELECT $1::date, to_timestamp($2::bigint), $3, $4::bigint, $5::jsonb, $6,"
 	  " $7, $8, $9::inet, $10, $11::float8, $12::integer, $13::jsonb, $14::jsonb,"
-	  " $15, $16, $17, $18, $19, $20, $21, $22, $23)"
+	  " $15, $16, $17, $18, $19, $20, $21, $22, $23"
+	  " WHERE EXISTS (SELECT 1 FROM n)"
 	  " RETURNING id, received_day, received_at)"
 	  " INSERT INTO entries (id, received_day, received_at, message_id, rcpt, status,"
 	  " status_changed)"
 	  " SELECT n.id, m.received_day, m.received_at, m.id, n.rcpt, 'quarantined',"
 	  " m.received_at"
-	  " FROM m, unnest($24::text[], $25::text[]) AS n(id, rcpt)"
-	  " ON CONFLICT DO NOTHING", 25 },
+	  " FROM m, n"
+	  " ON CONFLICT DO NOTHING", 27 },
 	{ "rq_ensure", "SELECT rq_ensure_partitions($1::date)", 1 },
 	{ "rq_get",
 	  "SELECT %COLUMNS%" ENTRY_FROM
@@ -160,13 +181,15 @@ static int pg_cmd(struct pg_state *st, const char *sql, const char *what,
 	return -1;
 }
 
-/* One statement of a pipeline: a prepared statement (name, with n text
+/* One statement of a pipeline: a prepared statement (name, with n
  * parameters vals) or a fixed command without parameters (sql). */
 struct pg_step {
 	const char *name;
 	const char *sql;
 	int n;
 	const char *const *vals;
+	const int *lens;      /* with fmts: binary parameters (NULL: all text) */
+	const int *fmts;
 	ExecStatusType want;
 	const char *what;     /* names the step in an error message */
 	bool keep;            /* hand the result to the caller in res */
@@ -216,7 +239,8 @@ static int pg_pipeline(struct pg_state *st, struct pg_step *s, int n, int *faile
 	}
 	for (i = 0; i < n && sent; i++)
 		sent = s[i].name != NULL
-		       ? PQsendQueryPrepared(c, s[i].name, s[i].n, s[i].vals, NULL, NULL, 0) == 1
+		       ? PQsendQueryPrepared(c, s[i].name, s[i].n, s[i].vals, s[i].lens,
+					     s[i].fmts, 0) == 1
 		       : PQsendQueryParams(c, s[i].sql, 0, NULL, NULL, NULL, NULL, 0) == 1;
 	sent = sent && PQpipelineSync(c) == 1;
 
@@ -602,24 +626,27 @@ static void message_params(const struct qmeta *m, const char *day, const char **
 	v[22] = m->policy;
 }
 
-/* One attempt at the put's transaction, in three round trips (four when
- * the content is sent: COPY cannot be part of a pipeline).  First, in
+/* One attempt at the put's transaction.  A content up to INLINE_MAX
+ * bytes travels as a parameter of rq_put, and the whole transaction is
  * one pipeline: BEGIN, an advisory lock on the content (so that two
- * receivers storing the same POST take turns; the look-ups that follow
- * are separate statements, so their snapshots see what the lock's
- * previous holder committed), the look-up of the entries a previous
- * attempt already stored, and whether the day has the content.  Then the
- * content, unless the day has it.  Then, in one pipeline: the message
- * row with all its missing entries in one statement, and COMMIT. */
+ * receivers storing the same POST take turns; rq_put is a statement of
+ * its own after it, so its snapshot sees what the lock's previous holder
+ * committed), rq_put, COMMIT: one round trip.  A larger content goes by
+ * COPY, which cannot be part of a pipeline, and only when it is needed:
+ * BEGIN, the lock and the look-ups of the entries and of the content
+ * first (one round trip), the COPY if some entry is new and the day
+ * lacks the content (two), then rq_put and COMMIT (one). */
 static int put_once(struct pg_state *st, const struct pg_put *p, const struct qmeta *m,
 		    char *const *ids, size_t *created, enum pgsql_errkind *kind, bool *stale,
 		    struct qerr *e)
 {
 	bool fresh;
 	char day[16], key[32], dedup[16];
-	char *idarr = NULL, *newids = NULL, *newrcpts = NULL;
-	bool *seen = NULL;
+	char *idarr = NULL, *rcpts = NULL, *own[7] = { NULL };
+	char **newids = NULL, **newrcpts = NULL;
 	size_t nnew = 0;
+	const char *mv[27];
+	int lens[27] = { 0 }, fmts[27] = { 0 };
 	int failed, rc = -1;
 
 	*kind = PGSQL_ERR_PERM;
@@ -642,72 +669,87 @@ static int put_once(struct pg_state *st, const struct pg_put *p, const struct qm
 
 	snprintf(key, sizeof key, "%lld", (long long)pgsql_lock_key(m->sha256));
 	snprintf(dedup, sizeof dedup, "%d", PGSQL_DEDUP_DAYS);
+	rcpts = pgsql_text_array(m->rcpt, m->nrcpt);
+	message_params(m, day, mv, own);
+	mv[23] = idarr;
+	mv[24] = rcpts;
+	mv[25] = dedup;
+	mv[26] = NULL;
 	const char *lv[1] = { key };
-	const char *sv[3] = { idarr, day, dedup };
-	const char *cv[2] = { m->sha256, day };
-	struct pg_step look[] = {
+	struct pg_step begin[] = {
 		{ .sql = "BEGIN", .want = PGRES_COMMAND_OK, .what = "starting a transaction" },
 		{ .name = "rq_lock", .n = 1, .vals = lv, .want = PGRES_TUPLES_OK,
 		  .what = "locking" },
-		{ .name = "rq_seen", .n = 3, .vals = sv, .want = PGRES_TUPLES_OK,
-		  .what = "looking up entries", .keep = true },
-		{ .name = "rq_has_content", .n = 2, .vals = cv, .want = PGRES_TUPLES_OK,
-		  .what = "looking up content", .keep = true },
 	};
-	if (pg_pipeline(st, look, 4, &failed, kind, e) < 0) {
-		/* the same for a connection that did not even take the BEGIN */
-		*stale = !fresh && failed == 0 && *kind == PGSQL_ERR_RECONNECT;
-		goto out;
-	}
-	PGresult *r = look[2].res;
-	seen = xcalloc(m->nrcpt, sizeof *seen);
-	for (int row = 0; row < PQntuples(r); row++)
-		for (size_t i = 0; i < m->nrcpt; i++)
-			if (strcmp(PQgetvalue(r, row, 0), ids[i]) == 0)
-				seen[i] = true;
-	PQclear(r);
-	int have = PQntuples(look[3].res) > 0;
-	PQclear(look[3].res);
-	for (size_t i = 0; i < m->nrcpt; i++)
-		if (!seen[i])
-			nnew++;
-	if (nnew == 0) {
-		/* a retry: everything is stored already */
-		if (pg_cmd(st, "COMMIT", "committing", kind, e) < 0)
-			goto out;
-		*created = 0;
-		rc = 0;
-		goto out;
-	}
-	if (!have && copy_content(st, p, m, kind, e) < 0)
-		goto out;
-
-	const char *mv[25];
-	char *own[7];
-	message_params(m, day, mv, own);
-	for (size_t i = 0; i < m->nrcpt; i++)
-		seen[i] = !seen[i]; /* now: to be stored */
-	newids = pgsql_text_array(ids, seen, m->nrcpt);
-	newrcpts = pgsql_text_array(m->rcpt, seen, m->nrcpt);
-	mv[23] = newids;
-	mv[24] = newrcpts;
 	struct pg_step put[] = {
-		{ .name = "rq_put", .n = 25, .vals = mv, .want = PGRES_COMMAND_OK,
-		  .what = "storing message", .keep = true },
+		{ .name = "rq_put", .n = 27, .vals = mv, .lens = lens, .fmts = fmts,
+		  .want = PGRES_COMMAND_OK, .what = "storing message", .keep = true },
 		{ .sql = "COMMIT", .want = PGRES_COMMAND_OK, .what = "committing", .commit = true },
 	};
-	rc = pg_pipeline(st, put, 2, &failed, kind, e);
+
+	if (p->content.len <= INLINE_MAX) {
+		struct pg_step all[] = { begin[0], begin[1], put[0], put[1] };
+		mv[26] = p->content.data != NULL ? p->content.data : "";
+		lens[26] = (int)p->content.len;
+		fmts[26] = 1;
+		if (pg_pipeline(st, all, 4, &failed, kind, e) < 0) {
+			/* the same for a connection that did not even take the
+			 * BEGIN (a retry finds whatever did commit) */
+			*stale = !fresh && failed == 0 && *kind == PGSQL_ERR_RECONNECT;
+			goto out;
+		}
+		put[0].res = all[2].res;
+	} else {
+		const char *sv[3] = { idarr, day, dedup };
+		const char *cv[2] = { m->sha256, day };
+		struct pg_step look[] = {
+			begin[0], begin[1],
+			{ .name = "rq_seen", .n = 3, .vals = sv, .want = PGRES_TUPLES_OK,
+			  .what = "looking up entries", .keep = true },
+			{ .name = "rq_has_content", .n = 2, .vals = cv, .want = PGRES_TUPLES_OK,
+			  .what = "looking up content", .keep = true },
+		};
+		if (pg_pipeline(st, look, 4, &failed, kind, e) < 0) {
+			*stale = !fresh && failed == 0 && *kind == PGSQL_ERR_RECONNECT;
+			goto out;
+		}
+		/* rq_put gets the new entries only: what it stores is then
+		 * covered by the decision about the content taken here */
+		newids = xcalloc(m->nrcpt, sizeof *newids);
+		newrcpts = xcalloc(m->nrcpt, sizeof *newrcpts);
+		for (size_t i = 0; i < m->nrcpt; i++) {
+			bool seen = false;
+			for (int row = 0; row < PQntuples(look[2].res) && !seen; row++)
+				seen = strcmp(PQgetvalue(look[2].res, row, 0), ids[i]) == 0;
+			if (!seen) {
+				newids[nnew] = ids[i];
+				newrcpts[nnew++] = m->rcpt[i];
+			}
+		}
+		bool have = PQntuples(look[3].res) > 0;
+		PQclear(look[2].res);
+		PQclear(look[3].res);
+		if (nnew > 0 && !have && copy_content(st, p, m, kind, e) < 0)
+			goto out;
+		free(idarr);
+		free(rcpts);
+		idarr = pgsql_id_array(newids, nnew);
+		rcpts = pgsql_text_array(newrcpts, nnew);
+		mv[23] = idarr;
+		mv[24] = rcpts;
+		if (pg_pipeline(st, put, 2, &failed, kind, e) < 0)
+			goto out;
+	}
+	*created = strtoul(PQcmdTuples(put[0].res), NULL, 10);
+	PQclear(put[0].res);
+	rc = 0;
+out:
 	for (int i = 0; i < 7; i++)
 		free(own[i]);
-	if (rc == 0) {
-		*created = strtoul(PQcmdTuples(put[0].res), NULL, 10);
-		PQclear(put[0].res);
-	}
-out:
 	free(idarr);
+	free(rcpts);
 	free(newids);
 	free(newrcpts);
-	free(seen);
 	return rc;
 }
 

@@ -227,18 +227,18 @@ char *pgsql_id_array(char *const *ids, size_t n)
 	return buf_steal(&b);
 }
 
-char *pgsql_text_array(char *const *v, const bool *pick, size_t n)
+char *pgsql_text_array(char *const *v, size_t n)
 {
 	struct buf b = { 0 };
-	bool first = true;
 
 	buf_appendc(&b, '{');
 	for (size_t i = 0; i < n; i++) {
-		if (v[i] == NULL || (pick != NULL && !pick[i]))
-			continue;
-		if (!first)
+		if (i > 0)
 			buf_appendc(&b, ',');
-		first = false;
+		if (v[i] == NULL) {
+			buf_appends(&b, "NULL");
+			continue;
+		}
 		buf_appendc(&b, '"');
 		for (const char *c = v[i]; *c != '\0'; c++) {
 			if (*c == '"' || *c == '\\')

@@ -87,11 +87,10 @@ int64_t pgsql_lock_key(const char *sha256hex);
  * hex of ENTRY_ID_LEN digits (then it cannot be written as is). */
 char *pgsql_id_array(char *const *ids, size_t n);
 
-/* A text[] literal of the n strings v[i] for which pick is NULL or
- * pick[i] is true, every element quoted, so that any text (commas,
- * braces, quotes, backslashes, the word NULL) stays itself.  NULL strings
- * are left out. */
-char *pgsql_text_array(char *const *v, const bool *pick, size_t n);
+/* A text[] literal of the n strings v, every element quoted, so that any
+ * text (commas, braces, quotes, backslashes, the word NULL) stays itself;
+ * a NULL string is a NULL element. */
+char *pgsql_text_array(char *const *v, size_t n);
 
 /* JSON text for a jsonb parameter: json itself if it parses as JSON, else
  * the text as a JSON string (kept, not lost); NULL stays NULL. */
