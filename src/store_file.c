@@ -21,7 +21,11 @@
  *                                    record.h); written last, it is the
  *                                    commit marker
  *   <root>/ids/<id[0..1]>/<id>       symlink to "../../users/<domain>/<local>",
- *                                    to find an entry by its id
+ *                                    to find an entry by its id: an index
+ *                                    of users/, not synced with each
+ *                                    commit; a lookup that finds no link
+ *                                    (after a crash) searches users/ and
+ *                                    makes the link again
  *
  * An entry exists if and only if its .json and its content exist.  The .json file's
  * modification time is the entry's received_at (set with futimens when it
@@ -42,8 +46,8 @@
  * followed by the fsyncs that make them durable:
  *
  *  1. for each recipient: write the metadata to a new file in tmp/ and
- *     create the ids symlink (temporary name, rename); then fsync the
- *     content, every metadata file and every ids directory;
+ *     create the ids symlink; then fsync the content and every metadata
+ *     file;
  *  2. for each recipient: link the content in as <id>.eml, then the
  *     metadata as <id>.json (link, not rename: an entry committed
  *     meanwhile by another worker is never overwritten); then fsync
@@ -284,8 +288,35 @@ static int rcpt_rel(const char *rcpt, char *rel, size_t len, struct qerr *e)
 	return 0;
 }
 
-/* Finds the directory of entry id through its ids symlink.  Returns 0,
+static int scan_for_entry(struct fstore *fs, const char *id, char *rel, size_t len,
+			  struct qerr *e);
+static int make_id_link(struct fstore *fs, const char *id, const char *rel, int *xfd,
+			struct qerr *e);
+
+/* The ids link of an entry may be missing after a crash (it is not synced
+ * with each commit, see the top): then the entry is searched for in
+ * users/ and, if found, its link is made again.  Returns 0 with *ufd,
  * or -1 (QERR_NOTFOUND if there is no such entry). */
+static int entry_dir_by_scan(struct fstore *fs, const char *id, int *ufd, struct qerr *e)
+{
+	char rel[REL_MAX];
+	int r = scan_for_entry(fs, id, rel, sizeof rel, e);
+	if (r < 0)
+		return -1;
+	if (r == 0)
+		return qerr_notfound(e, "no entry '%s'", id);
+	int xfd;
+	if (make_id_link(fs, id, rel, &xfd, NULL) == 0) {
+		close(xfd);
+		log_msg(LOG_INFO, "file store: made the missing link ids/%.2s/%s again", id, id);
+	}
+	r = open_rel(fs, rel, false, ufd, e);
+	return r == 0 ? 0 : r < 0 ? -1 : qerr_notfound(e, "no entry '%s'", id);
+}
+
+/* Finds the directory of entry id through its ids symlink, or by
+ * searching users/ when the link is missing.  Returns 0, or -1
+ * (QERR_NOTFOUND if there is no such entry). */
 static int entry_dir(struct fstore *fs, const char *id, int *ufd, int *xxfd, struct qerr *e)
 {
 	char xx[3] = { id[0], id[1], '\0' };
@@ -297,12 +328,14 @@ static int entry_dir(struct fstore *fs, const char *id, int *ufd, int *xxfd, str
 	if (r < 0)
 		return -1;
 	if (r == 1)
-		return qerr_notfound(e, "no entry '%s'", id);
+		return xxfd ? qerr_notfound(e, "no entry '%s'", id) : entry_dir_by_scan(fs, id, ufd, e);
 	ssize_t n = readlinkat(dfd, id, target, sizeof target - 1);
 	if (n < 0) {
 		int err = errno;
 		close(dfd);
 		errno = err;
+		if (err == ENOENT && xxfd == NULL)
+			return entry_dir_by_scan(fs, id, ufd, e);
 		if (err == ENOENT || err == EINVAL)
 			return qerr_notfound(e, "no entry '%s'", id);
 		return io_err(e, "cannot read link of", id);
@@ -697,40 +730,37 @@ static int link_content(struct fput *p, int ufd, const char *id, struct qerr *e)
 	return 0;
 }
 
-/* Points ids/<xx>/<id> at the user directory (temporary name, rename);
- * the ids directory goes into sb, to be fsynced with the rest. */
-static int link_id(struct fstore *fs, const char *id, const char *rel, struct sync_batch *sb,
-		   struct qerr *e)
+/* Points ids/<xx>/<id> at the user directory; the ids directory's
+ * descriptor goes to *xfd.  The index is not synced here (see the top). */
+static int make_id_link(struct fstore *fs, const char *id, const char *rel, int *xfd,
+			struct qerr *e)
 {
 	char xx[3] = { id[0], id[1], '\0' };
 	char tmp[64];
-	int xfd;
-	if (open_subdir(fs->idsfd, xx, true, &xfd, e) != 0)
+	if (open_subdir(fs->idsfd, xx, true, xfd, e) != 0)
 		return -1;
 	char *target = xasprintf("../../users/%s", rel);
 	int r = 0;
-	if (symlinkat(target, xfd, id) == 0) {
+	if (symlinkat(target, *xfd, id) == 0) {
 		/* the usual case: no link of that id yet */
 	} else if (errno != EEXIST) {
 		r = io_err(e, "cannot create link for", id);
 	} else {
 		/* a leftover: replaced in one step */
 		tmp_name(fs, tmp, sizeof tmp);
-		if (symlinkat(target, xfd, tmp) < 0) {
+		if (symlinkat(target, *xfd, tmp) < 0) {
 			r = io_err(e, "cannot create link for", id);
-		} else if (renameat(xfd, tmp, xfd, id) < 0) {
+		} else if (renameat(*xfd, tmp, *xfd, id) < 0) {
 			r = io_err(e, "cannot create link for", id);
-			unlinkat(xfd, tmp, 0);
+			unlinkat(*xfd, tmp, 0);
 		}
 	}
 	free(target);
 	if (r < 0) {
-		close(xfd);
-		return -1;
+		close(*xfd);
+		*xfd = -1;
 	}
-	char what[32];
-	snprintf(what, sizeof what, "directory ids/%s", xx);
-	return sync_batch_add(sb, xfd, what, e);
+	return r;
 }
 
 /* Hands a user directory's descriptor to sb (a copy: the caller keeps
@@ -779,8 +809,10 @@ static int prepare_one(struct fput *p, const struct qmeta *m, const char *rcpt,
 		goto fail;
 	}
 	close(ufd);
-	if (link_id(fs, id, w->rel, sb, e) < 0)
+	int xfd;
+	if (make_id_link(fs, id, w->rel, &xfd, e) < 0)
 		return -1;
+	close(xfd);
 	w->link = true;
 	if (w->repair)
 		return 0;
@@ -1070,6 +1102,36 @@ static int walk_users(struct fstore *fs, user_dir_fn fn, void *arg, struct qerr 
 	}
 	closedir(dd);
 	return r;
+}
+
+/* What scan_for_entry looks for, and where it found it. */
+struct entry_search {
+	const char *id;
+	char *rel;
+	size_t len;
+};
+
+static int has_entry_file(int ufd, const char *rel, void *arg, struct qerr *e)
+{
+	(void)e;
+	struct entry_search *es = arg;
+	char name[ENTRY_ID_LEN + 8];
+	struct stat st;
+	snprintf(name, sizeof name, "%s.json", es->id);
+	if (fstatat(ufd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 || strlen(rel) >= es->len)
+		return 0;
+	strcpy(es->rel, rel);
+	return 1;
+}
+
+/* Looks through every user directory for entry id's metadata: 1 with its
+ * directory in rel, 0 if there is none, -1.  One stat per user directory:
+ * only a lookup whose ids link is missing pays it. */
+static int scan_for_entry(struct fstore *fs, const char *id, char *rel, size_t len,
+			  struct qerr *e)
+{
+	struct entry_search es = { id, rel, len };
+	return walk_users(fs, has_entry_file, &es, e);
 }
 
 /* Calls fn with every entry in one user directory; damaged metadata is
