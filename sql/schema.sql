@@ -1,4 +1,4 @@
--- schema.sql - the PostgreSQL store of rspamd-quarantine, version 2.
+-- schema.sql - the PostgreSQL store of rspamd-quarantine, version 3.
 --
 -- Apply to a fresh, dedicated database (UTF8 encoding):
 --     psql -v ON_ERROR_STOP=1 -d quarantine -f sql/schema.sql
@@ -23,7 +23,7 @@ CREATE TABLE schema_version (
 	only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
 	version integer NOT NULL
 );
-INSERT INTO schema_version (version) VALUES (2);
+INSERT INTO schema_version (version) VALUES (3);
 
 -- The content is compressed with lz4 rather than the default pglz: the
 -- inserting backend compresses inside the POST's transaction, and for a
@@ -87,7 +87,10 @@ CREATE TABLE entries (
 
 CREATE INDEX entries_rcpt ON entries (lower(rcpt), received_at DESC);
 CREATE INDEX entries_received ON entries (received_at DESC);
-CREATE INDEX entries_message ON entries (message_id, received_day);
+-- No received_day in the partitions' secondary indexes: it is the same in
+-- every row of a partition, and an index holding it let the planner scan
+-- a whole day by it where the put's look-up should probe the primary key.
+CREATE INDEX entries_message ON entries (message_id);
 
 -- The partition of parent for day d is named parent_YYYYMMDD.
 CREATE FUNCTION rq_partition_name(parent text, d date) RETURNS text

@@ -54,7 +54,13 @@ struct pg_stmt {
 	" ON m.id = e.message_id AND m.received_day = e.received_day"
 
 static const struct pg_stmt stmts[] = {
-	{ "rq_lock", "SELECT pg_advisory_xact_lock($1::bigint)", 1 },
+	/* The put's advisory lock, and no sequential scans for the rest of
+	 * its transaction: the look-up of a POST's entries must probe the
+	 * primary key, but a plan made while the day's partition was small
+	 * (at its first autoanalyze) read the whole partition instead, and
+	 * the prepared statement kept that plan while the partition grew. */
+	{ "rq_lock", "SELECT pg_advisory_xact_lock($1::bigint),"
+	  " set_config('enable_seqscan', 'off', true)", 1 },
 	{ "rq_seen",
 	  "SELECT id FROM entries WHERE id = ANY ($1::text[])"
 	  " AND received_day BETWEEN $2::date - $3::integer AND $2::date + 1", 3 },
@@ -62,9 +68,8 @@ static const struct pg_stmt stmts[] = {
 	  "SELECT 1 FROM contents WHERE sha256 = $1 AND received_day = $2::date", 2 },
 	/* The whole put in one statement: the POST's entries not stored yet
 	 * (ids $24 and recipients $25, paired, looked up in the days around
-	 * $1 as rq_seen does, by id = ANY: an anti-join would let the planner
-	 * choose to hash a whole partition, and keep that plan while the
-	 * partition grows); if there are any, the content ($27, binary;
+	 * $1 as rq_seen does, by id = ANY: an anti-join let the planner hash
+	 * a whole partition); if there are any, the content ($27, binary;
 	 * NULL when a COPY sent it) unless the day has it, the message row,
 	 * and their entries with the new message's id.  A retry whose
 	 * entries all exist adds nothing. */

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """test_pgsql_backend.py - what is particular to the PostgreSQL store,
 against a private cluster (pgcluster.PgCluster) and the real daemon: the
-schema version check and the upgrade from version 1, contents compressed
+schema version check and the upgrades from version 1, contents compressed
 with lz4 in every partition, one transaction per POST (nothing half-stored
 when it fails), recovery without a daemon restart after pg_terminate_backend,
 after a server restart and after a connection lost in the middle of a
@@ -30,6 +30,7 @@ T0 = 1767225600  # 2026-01-01T00:00:00Z
 # test rebuilds a version-1 database from it.
 SCHEMA_V1_COMMIT = "535b931c90d492d5d42dc371853f7814957372a6"
 UPGRADE_002 = os.path.join(h.ROOT, "sql", "upgrade", "002-contents-lz4.sql")
+UPGRADE_003 = os.path.join(h.ROOT, "sql", "upgrade", "003-entries-message-index.sql")
 
 
 def spam_body(n, tag=b""):
@@ -162,14 +163,14 @@ class PgsqlCase(h.ServerTestCase):
         d = h.Daemon(self.tmp, "pgsql", db.conninfo(), workers=1)
         rc, _, err = d.cli("list")
         self.assertNotEqual(rc, 0)
-        self.assertIn("database schema version none, expected 2: apply sql/schema.sql", err)
+        self.assertIn("database schema version none, expected 3: apply sql/schema.sql", err)
 
         db2 = self.new_db()
         db2.query("UPDATE schema_version SET version = 99")
         d2 = h.Daemon(self.tmp, "pgsql", db2.conninfo(), workers=1, name="daemon2")
         rc, _, err = d2.cli("list")
         self.assertNotEqual(rc, 0)
-        self.assertIn("database schema version 99, expected 2: the database is newer than"
+        self.assertIn("database schema version 99, expected 3: the database is newer than"
                       " this program", err)
         # The daemon's workers refuse to serve and say why.
         self.add_log("daemon2 log", d2.log)
@@ -179,7 +180,7 @@ class PgsqlCase(h.ServerTestCase):
         except RuntimeError:
             pass  # no worker stays up: as intended
         self.assertTrue(h._wait_for(
-            lambda: "expected 2: the database is newer" in d2.log(), 10), d2.log())
+            lambda: "expected 3: the database is newer" in d2.log(), 10), d2.log())
         d2._kill()
 
     def test_partitions_have_indexes(self):
@@ -230,7 +231,14 @@ class PgsqlCase(h.ServerTestCase):
             f.write(p.stdout)
         return path
 
-    def test_upgrade_002(self):
+    def message_index(self, db):
+        """{table: definition of its index by message} for entries and its
+        partitions."""
+        return dict((r[0], r[1].split(" USING ")[1]) for r in db.query(
+            "SELECT tablename, indexdef FROM pg_indexes WHERE tablename ~ '^entries'"
+            " AND indexdef ~ 'message_id'"))
+
+    def test_upgrade(self):
         db = self.new_db(schema=False)
         self.pg.apply_file(self.schema_v1(), dbname=db.name)
         # a version-1 store with a day's partitions and a stored content
@@ -244,8 +252,13 @@ class PgsqlCase(h.ServerTestCase):
         self.addCleanup(lambda: d.proc and d.stop(expect=None))
         rc, _, err = d.cli("list")
         self.assertNotEqual(rc, 0)
-        self.assertIn("database schema version 1, expected 2: apply"
-                      " sql/upgrade/002-*.sql", err)
+        self.assertIn("database schema version 1, expected 3: apply"
+                      " sql/upgrade/002-*.sql to 003-*.sql in order", err)
+        self.assertEqual(set(self.message_index(db).values()),
+                         {"btree (message_id, received_day)"})
+        with self.assertRaises(RuntimeError) as cm:
+            self.pg.apply_file(UPGRADE_003, dbname=db.name)
+        self.assertIn("takes schema version 2 to 3; the database has 1", str(cm.exception))
 
         self.pg.apply_file(UPGRADE_002, dbname=db.name)
         self.assertEqual(db.scalar("SELECT version FROM schema_version"), "2")
@@ -260,6 +273,16 @@ class PgsqlCase(h.ServerTestCase):
         with self.assertRaises(RuntimeError) as cm:
             self.pg.apply_file(UPGRADE_002, dbname=db.name)
         self.assertIn("takes schema version 1 to 2; the database has 2", str(cm.exception))
+        rc, _, err = d.cli("list")
+        self.assertNotEqual(rc, 0)
+        self.assertIn("database schema version 2, expected 3: apply"
+                      " sql/upgrade/003-*.sql", err)
+
+        self.pg.apply_file(UPGRADE_003, dbname=db.name)
+        self.assertEqual(db.scalar("SELECT version FROM schema_version"), "3")
+        idx = self.message_index(db)
+        self.assertEqual(sorted(idx), ["entries", "entries_20260101", "entries_20260102"])
+        self.assertEqual(set(idx.values()), {"btree (message_id)"}, idx)
 
         # the daemon runs on it: into the upgraded partition, and into the
         # partitions of a later day that the new function creates
@@ -279,6 +302,7 @@ class PgsqlCase(h.ServerTestCase):
         comp = self.compression(db)
         self.assertIn("contents_20260106", comp)
         self.assertEqual(set(comp.values()), {"l"}, comp)
+        self.assertEqual(set(self.message_index(db).values()), {"btree (message_id)"})
         rc, out, err = d.cli("list", "--json")
         self.assertEqual(rc, 0, err)
         self.assertEqual(len(json.loads(out.decode())), 2)
@@ -428,6 +452,42 @@ class PgsqlCase(h.ServerTestCase):
         self.assertNotIn("reconnecting", s.daemon.log())
         self.assertEqual(db.scalar("SELECT state FROM pg_stat_activity"
                                    " WHERE application_name = 'rspamd-quarantine'"), "idle")
+
+    def test_lookup_probes_the_primary_key(self):
+        # The put's plan is made once per connection and kept until the
+        # next analyze: made on a small, just analyzed day partition, it
+        # must still probe the entries' primary key rather than read the
+        # partition (a seq scan, or a scan of another index by day).
+        s, db = self.stack(workers=1)
+        db.query("ALTER DATABASE %s SET session_preload_libraries = 'auto_explain';"
+                 " ALTER DATABASE %s SET auto_explain.log_min_duration = 0"
+                 % (db.name, db.name))
+        s.daemon.stop()
+        s.daemon.start()
+        rcpts = ["r%d@example.net" % i for i in range(5)]
+
+        def post(tag):
+            body = body_of(F01).replace(b"Subject:", b"Subject: " + tag, 1)
+            env, b = with_meta(F01, body=body, qid="PLAN" + tag.decode())
+            env["HTTP_X_RSPAMD_RCPT"] = json.dumps(rcpts)
+            self.assertStatus(h.fcgi_post(s.daemon.socket, env, b), 200)
+
+        for i in range(8):
+            post(b"a%d" % i)
+        db.query("ANALYZE entries")
+        mark = len(self.pg.log())
+        for i in range(8):
+            post(b"b%d" % i)
+        plans = [p for p in self.pg.log()[mark:].split("LOG:  duration:")
+                 if "WITH n AS MATERIALIZED" in p]
+        self.assertEqual(len(plans), 8, self.pg.log()[mark:][-3000:])
+        for plan in plans:
+            scans = [line.strip() for line in plan.splitlines() if "Scan" in line
+                     and "entries_" in line]
+            self.assertTrue(scans, plan)
+            for line in scans:
+                self.assertIn("_pkey", line, plan)
+        self.assertEqual(self.counts(db), (16, 16, 80))
 
     # ------------------------------------------------------------ recovery
 
