@@ -220,12 +220,14 @@ static enum pgsql_errkind pg_drop(struct pg_state *st, const char *what, struct 
  * a single statement's would be (pg_fail: the connection dropped, or the
  * transaction rolled back), once the pipeline has been read to its end.
  * *failed is the index of the failing step.  A connection lost after a
- * commit step was sent is reported as "committing" (the outcome is
- * unknown, as for a lost reply to COMMIT), unless the server said which
- * earlier step ended it.  On success, each kept step's result is in res
- * for the caller to clear. */
+ * commit step was sent is reported as "committing", and *unknown (may be
+ * NULL) set: the outcome is unknown, as for a lost reply to COMMIT; the
+ * server may have ended it at an earlier step, but did not say so.  On
+ * success, each kept step's result is in res for the caller to clear;
+ * when the connection was lost after the COMMIT's answer, the pipeline
+ * succeeded and the connection is dropped. */
 static int pg_pipeline(struct pg_state *st, struct pg_step *s, int n, int *failed,
-		       enum pgsql_errkind *kind, struct qerr *e)
+		       bool *unknown, enum pgsql_errkind *kind, struct qerr *e)
 {
 	PGconn *c = st->conn;
 	PGresult *err = NULL, *r;
@@ -233,6 +235,8 @@ static int pg_pipeline(struct pg_state *st, struct pg_step *s, int n, int *faile
 	bool synced = false, sent = true;
 
 	*failed = 0;
+	if (unknown != NULL)
+		*unknown = false;
 	for (i = 0; i < n; i++) {
 		s[i].res = NULL;
 		if (s[i].commit)
@@ -273,19 +277,18 @@ static int pg_pipeline(struct pg_state *st, struct pg_step *s, int n, int *faile
 			PQclear(r); /* steps skipped after the failure */
 		}
 	}
-	if (err == NULL && synced && got == n) {
-		if (PQexitPipelineMode(c) == 1)
+	if (err == NULL && got == n) {
+		if (synced && PQexitPipelineMode(c) == 1)
 			return 0;
-		*failed = n - 1;
-		*kind = pg_drop(st, s[n - 1].what, e);
-		goto fail;
-	}
-	if (err == NULL && got == n && commit == n - 1 && !synced) {
-		/* every step answered, COMMIT included: stored, whatever
-		 * became of the connection afterwards */
-		PQfinish(st->conn);
-		st->conn = NULL;
-		return 0;
+		if (commit == n - 1) {
+			/* every step answered, COMMIT included: stored,
+			 * whatever became of the connection afterwards */
+			log_warn("pgsql: connection lost after a commit; reconnecting on the"
+				 " next request");
+			PQfinish(st->conn);
+			st->conn = NULL;
+			return 0;
+		}
 	}
 	if (err == NULL)
 		*failed = got < n ? got : n - 1;
@@ -296,8 +299,11 @@ static int pg_pipeline(struct pg_state *st, struct pg_step *s, int n, int *faile
 	}
 	const char *what = s[*failed].what;
 	if (PQstatus(c) != CONNECTION_OK && commit >= *failed &&
-	    (err == NULL || PQresultErrorField(err, PG_DIAG_SQLSTATE) == NULL))
+	    (err == NULL || PQresultErrorField(err, PG_DIAG_SQLSTATE) == NULL)) {
 		what = s[commit].what;
+		if (unknown != NULL)
+			*unknown = true;
+	}
 	*kind = pg_fail(st, err, what, e);
 fail:
 	for (i = 0; i < n; i++) {
@@ -640,10 +646,13 @@ static void message_params(const struct qmeta *m, const char *day, const char **
  * COPY, which cannot be part of a pipeline, and only when it is needed:
  * BEGIN, the lock and the look-ups of the entries and of the content
  * first (one round trip), the COPY if some entry is new and the day
- * lacks the content (two), then rq_put and COMMIT (one). */
+ * lacks the content (two), then rq_put and COMMIT (one).  *stale: the
+ * server answered nothing on a connection that was not new, which may
+ * have died while idle; the put may run again at once (it is idempotent).
+ * *unknown: the connection was lost with the COMMIT sent. */
 static int put_once(struct pg_state *st, const struct pg_put *p, const struct qmeta *m,
 		    char *const *ids, size_t *created, enum pgsql_errkind *kind, bool *stale,
-		    struct qerr *e)
+		    bool *unknown, struct qerr *e)
 {
 	bool fresh;
 	char day[16], key[32], dedup[16];
@@ -697,7 +706,7 @@ static int put_once(struct pg_state *st, const struct pg_put *p, const struct qm
 		mv[26] = p->content.data != NULL ? p->content.data : "";
 		lens[26] = (int)p->content.len;
 		fmts[26] = 1;
-		if (pg_pipeline(st, all, 4, &failed, kind, e) < 0) {
+		if (pg_pipeline(st, all, 4, &failed, unknown, kind, e) < 0) {
 			/* the same for a connection that did not even take the
 			 * BEGIN (a retry finds whatever did commit) */
 			*stale = !fresh && failed == 0 && *kind == PGSQL_ERR_RECONNECT;
@@ -714,7 +723,7 @@ static int put_once(struct pg_state *st, const struct pg_put *p, const struct qm
 			{ .name = "rq_has_content", .n = 2, .vals = cv, .want = PGRES_TUPLES_OK,
 			  .what = "looking up content", .keep = true },
 		};
-		if (pg_pipeline(st, look, 4, &failed, kind, e) < 0) {
+		if (pg_pipeline(st, look, 4, &failed, NULL, kind, e) < 0) {
 			*stale = !fresh && failed == 0 && *kind == PGSQL_ERR_RECONNECT;
 			goto out;
 		}
@@ -742,7 +751,7 @@ static int put_once(struct pg_state *st, const struct pg_put *p, const struct qm
 		rcpts = pgsql_text_array(newrcpts, nnew);
 		mv[23] = idarr;
 		mv[24] = rcpts;
-		if (pg_pipeline(st, put, 2, &failed, kind, e) < 0)
+		if (pg_pipeline(st, put, 2, &failed, unknown, kind, e) < 0)
 			goto out;
 	}
 	*created = strtoul(PQcmdTuples(put[0].res), NULL, 10);
@@ -760,9 +769,9 @@ out:
 
 /* Commits the put: one transaction, run again once after a serialization
  * failure, a deadlock, a missing partition, or on a new connection when
- * the old one turned out dead before anything was sent.  A connection
- * lost in the middle is QERR_TEMP: the client retries, and the retry
- * finds whatever did commit. */
+ * the old one turned out dead before the server answered anything.  A
+ * connection lost in the middle is QERR_TEMP: the client retries, and the
+ * retry finds whatever did commit. */
 static int pg_put_commit(void *put, const struct qmeta *m, char *const *ids,
 			 size_t *created, struct qerr *e)
 {
@@ -782,11 +791,17 @@ static int pg_put_commit(void *put, const struct qmeta *m, char *const *ids,
 		pg_put_free(p);
 		return -1;
 	}
+	struct qerr first = { 0 };
+	bool was_unknown = false;
 	for (int attempt = 0; attempt < 3; attempt++) {
-		bool stale = false;
-		rc = put_once(st, p, m, ids, created, &kind, &stale, e);
+		bool stale = false, unknown = false;
+		rc = put_once(st, p, m, ids, created, &kind, &stale, &unknown, e);
 		if (rc == 0)
 			break;
+		if (unknown && !was_unknown) {
+			first = *e;
+			was_unknown = true;
+		}
 		if (kind == PGSQL_ERR_NOPART)
 			st->parts_day[0] = '\0';
 		else if (!stale && (kind != PGSQL_ERR_RETRY || attempt > 0))
@@ -794,6 +809,10 @@ static int pg_put_commit(void *put, const struct qmeta *m, char *const *ids,
 	}
 	if (rc < 0 && kind == PGSQL_ERR_NOPART)
 		qerr_temp(e, "PostgreSQL: no partition for the message's day");
+	/* An attempt that may have committed decides what the failure says:
+	 * the POST may be stored, whatever a later attempt ran into. */
+	if (rc < 0 && was_unknown)
+		*e = first;
 	pg_put_free(p);
 	return rc;
 }

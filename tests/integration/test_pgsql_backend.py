@@ -578,6 +578,44 @@ class PgsqlCase(h.ServerTestCase):
         self.assertStatus(h.http_raw(s.port, h.fixture_request(F01)), 200, "the retry")
         self.assert_stored(db, body, ["bob@example.net"])
 
+    def test_commit_outcome_unknown(self):
+        # The server dies while the put's pipeline, COMMIT included, is
+        # under way and before it answered anything: the daemon cannot
+        # know whether the POST is stored.  The 503 must say "committing"
+        # (the fault tests' oracle allows such a POST to be stored), even
+        # when the attempt made at once on a new connection fails too.
+        s, db = self.stack(workers=1)
+        self.assertStatus(h.http_raw(s.port, h.fixture_request(F02)), 200)  # warm
+        db.query("CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS $$"
+                 " BEGIN PERFORM pg_sleep(60); RETURN NULL; END $$;"
+                 " CREATE CONSTRAINT TRIGGER slow AFTER INSERT ON entries"
+                 " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow();")
+        res = {}
+        t = threading.Thread(target=lambda: res.setdefault(
+            "r", h.http_raw(s.port, h.fixture_request(F01))))
+        t.start()
+        sleeping = "SELECT pid FROM pg_stat_activity WHERE wait_event = 'PgSleep'" \
+                   " AND application_name = 'rspamd-quarantine'"
+        self.assertTrue(h._wait_for(lambda: db.query(sleeping), 10), "COMMIT never ran")
+        pid = int(db.query(sleeping)[0][0])
+        os.kill(pid, 9)  # a crash: the server restarts, dropping every connection
+        t.join(30)
+        status, headers, answer = res["r"]
+        self.assertEqual(status, 503, answer)
+        self.assertIn(b"committing", answer)
+        self.assertRegex(s.daemon.log(), r"qid 4ABC123DEF, .*committing:")
+
+        def up():
+            try:
+                return db.scalar("SELECT 1") == "1"
+            except RuntimeError:
+                return False
+        self.assertTrue(h._wait_for(up, 30), "the server did not come back")
+        self.assertEqual(self.counts(db), (1, 1, 2))  # the crash came before the commit
+        db.query("DROP TRIGGER slow ON entries")
+        self.assertStatus(h.http_raw(s.port, h.fixture_request(F01)), 200, "the retry")
+        self.assert_stored(db, body_of(F01), ["bob@example.net"])
+
     # ------------------------------------------------------------ expire
 
     def post_at(self, d, db, t, n):
