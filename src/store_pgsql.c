@@ -54,6 +54,9 @@ struct pg_stmt {
 	" ON m.id = e.message_id AND m.received_day = e.received_day"
 
 static const struct pg_stmt stmts[] = {
+	/* prepared too, so that a put's pipeline parses nothing */
+	{ "rq_begin", "BEGIN", 0 },
+	{ "rq_commit", "COMMIT", 0 },
 	/* The put's advisory lock, and no sequential scans for the rest of
 	 * its transaction: the look-up of a POST's entries must probe the
 	 * primary key, but a plan made while the day's partition was small
@@ -186,11 +189,9 @@ static int pg_cmd(struct pg_state *st, const char *sql, const char *what,
 	return -1;
 }
 
-/* One statement of a pipeline: a prepared statement (name, with n
- * parameters vals) or a fixed command without parameters (sql). */
+/* One statement of a pipeline: a prepared statement, with n parameters. */
 struct pg_step {
 	const char *name;
-	const char *sql;
 	int n;
 	const char *const *vals;
 	const int *lens;      /* with fmts: binary parameters (NULL: all text) */
@@ -247,10 +248,8 @@ static int pg_pipeline(struct pg_state *st, struct pg_step *s, int n, int *faile
 		return -1;
 	}
 	for (i = 0; i < n && sent; i++)
-		sent = s[i].name != NULL
-		       ? PQsendQueryPrepared(c, s[i].name, s[i].n, s[i].vals, s[i].lens,
-					     s[i].fmts, 0) == 1
-		       : PQsendQueryParams(c, s[i].sql, 0, NULL, NULL, NULL, NULL, 0) == 1;
+		sent = PQsendQueryPrepared(c, s[i].name, s[i].n, s[i].vals, s[i].lens, s[i].fmts,
+					   0) == 1;
 	sent = sent && PQpipelineSync(c) == 1;
 
 	/* Each step's results end with a NULL; the sync ends the pipeline.
@@ -691,14 +690,15 @@ static int put_once(struct pg_state *st, const struct pg_put *p, const struct qm
 	mv[26] = NULL;
 	const char *lv[1] = { key };
 	struct pg_step begin[] = {
-		{ .sql = "BEGIN", .want = PGRES_COMMAND_OK, .what = "starting a transaction" },
+		{ .name = "rq_begin", .want = PGRES_COMMAND_OK, .what = "starting a transaction" },
 		{ .name = "rq_lock", .n = 1, .vals = lv, .want = PGRES_TUPLES_OK,
 		  .what = "locking" },
 	};
 	struct pg_step put[] = {
 		{ .name = "rq_put", .n = 27, .vals = mv, .lens = lens, .fmts = fmts,
 		  .want = PGRES_COMMAND_OK, .what = "storing message", .keep = true },
-		{ .sql = "COMMIT", .want = PGRES_COMMAND_OK, .what = "committing", .commit = true },
+		{ .name = "rq_commit", .want = PGRES_COMMAND_OK, .what = "committing",
+		  .commit = true },
 	};
 
 	if (p->content.len <= INLINE_MAX) {

@@ -151,6 +151,20 @@ static void test_json_param(void **state)
 	j = pgsql_json_param("say \"hi\"");
 	assert_string_equal(j, "\"say \\\"hi\\\"\"");
 	free(j);
+	/* numbers beyond a double are JSON, and jsonb keeps them */
+	j = pgsql_json_param("[123456789012345678901234567890, 1e400]");
+	assert_string_equal(j, "[123456789012345678901234567890, 1e400]");
+	free(j);
+	/* a trailing comma, a NUL escape, a second value: not JSON */
+	j = pgsql_json_param("[1,]");
+	assert_string_equal(j, "\"[1,]\"");
+	free(j);
+	j = pgsql_json_param("[\"a\\u0000\"]");
+	assert_string_equal(j, "\"[\\\"a\\\\u0000\\\"]\"");
+	free(j);
+	j = pgsql_json_param("[] []");
+	assert_string_equal(j, "\"[] []\"");
+	free(j);
 }
 
 static void test_rcpts(void **state)
