@@ -3,12 +3,14 @@
  * several receivers share.  One connection per worker, opened after fork,
  * with every fixed statement prepared at connect.  A put is one
  * transaction (content, message, one entry per recipient) committed with
- * synchronous_commit on; a retry of the same POST finds its entries and
- * adds nothing.  When the server goes away the call fails with QERR_TEMP
- * (the daemon answers 503) and the next call connects again: the daemon
- * never needs a restart.  No SQL is built from input: values travel as
- * parameters, the content as binary COPY data.  The schema is
- * sql/schema.sql; sql/README.md explains it.
+ * synchronous_commit on, its statements sent as libpq pipelines (one
+ * round trip for a message up to 256 KB); a retry of the same POST finds
+ * its entries and adds nothing.  When the server goes away the call fails
+ * with QERR_TEMP (the daemon answers 503) and the next call connects
+ * again: the daemon never needs a restart.  No SQL is built from input:
+ * values travel as parameters, the content as a binary parameter or as
+ * binary COPY data.  The schema is sql/schema.sql; sql/README.md explains
+ * it.
  */
 #include "store.h"
 
