@@ -254,6 +254,15 @@ static void test_json_round_trip(void **state)
 	qentry_free(&e);
 }
 
+/* An entry with an id, a time and nothing else known. */
+static void empty_entry(struct qentry *e)
+{
+	memset(e, 0, sizeof *e);
+	memcpy(e->id, "ffffffffffffffffffffffff", ENTRY_ID_LEN + 1);
+	e->meta.scan_time = -1;
+	e->meta.received_at = 1000;
+}
+
 /* Strings are escaped as JSON requires, a string that is not UTF-8 keeps
  * its ASCII, embedded arrays that are not well-formed become [], and a
  * whole-number score still reads back as a real; jansson reads it all. */
@@ -261,10 +270,7 @@ static void test_json_escapes(void **state)
 {
 	(void)state;
 	struct qentry e, back;
-	memset(&e, 0, sizeof e);
-	memcpy(e.id, "ffffffffffffffffffffffff", ENTRY_ID_LEN + 1);
-	e.meta.scan_time = -1;
-	e.meta.received_at = 1000;
+	empty_entry(&e);
 	e.rcpt = (char *)"q\"uo\\te@example.org";
 	e.meta.qid = (char *)"tab\there\nnl\r\x01\x1f\b\f";
 	e.meta.env_from = (char *)"bad-\xff\xfe-utf8@example.org";
@@ -309,10 +315,7 @@ static void test_json_nulls(void **state)
 {
 	(void)state;
 	struct qentry e, back;
-	memset(&e, 0, sizeof e);
-	memcpy(e.id, "ffffffffffffffffffffffff", ENTRY_ID_LEN + 1);
-	e.meta.scan_time = -1;
-	e.meta.received_at = 1000;
+	empty_entry(&e);
 	char *s = qentry_to_json(&e, false);
 	json_t *o = json_loads(s, 0, NULL);
 	assert_non_null(o);
