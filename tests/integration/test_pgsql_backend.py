@@ -128,6 +128,19 @@ class PgsqlCase(h.ServerTestCase):
             self.pg.apply_file(SCHEMA, dbname=name)
         return Db(self.pg, name)
 
+    def hold_advisory_lock(self, db, key):
+        """Holds advisory lock key from another session (a psql that
+        sleeps), so that a put needing it waits; released at cleanup."""
+        holder = subprocess.Popen(
+            [self.pg._bin("psql"), "-X", "-q", "-h", "127.0.0.1", "-p", str(self.pg.port),
+             "-U", "postgres", "-d", db.name, "-c",
+             "SELECT pg_advisory_lock(%d); SELECT pg_sleep(60);" % key],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.addCleanup(lambda: holder.poll() is None and holder.kill())
+        self.assertTrue(h._wait_for(lambda: db.scalar(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted") == "1", 10))
+        return holder
+
     def stack(self, **kw):
         """A Stack on a fresh database of the cluster, and that database."""
         s = super().stack(backend="pgsql", pg=self.pg, **kw)
@@ -413,14 +426,7 @@ class PgsqlCase(h.ServerTestCase):
         self.assertEqual(len(backend), 1, backend)
         body = body_of(F01)
         key = lock_key(hashlib.sha256(body).hexdigest())
-        holder = subprocess.Popen(
-            [self.pg._bin("psql"), "-X", "-q", "-h", "127.0.0.1", "-p", str(self.pg.port),
-             "-U", "postgres", "-d", db.name, "-c",
-             "SELECT pg_advisory_lock(%d); SELECT pg_sleep(60);" % key],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.addCleanup(lambda: holder.poll() is None and holder.kill())
-        self.assertTrue(h._wait_for(lambda: db.scalar(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted") == "1", 10))
+        holder = self.hold_advisory_lock(db, key)
         status, headers, answer = h.http_raw(s.port, h.fixture_request(F01))
         self.assertEqual(status, 503, answer)
         self.assertIn("retry-after", headers)
@@ -547,14 +553,7 @@ class PgsqlCase(h.ServerTestCase):
         key = lock_key(hashlib.sha256(body).hexdigest())
         # Hold the content's advisory lock so that the POST stops inside
         # its transaction; then cut its connection.
-        holder = subprocess.Popen(
-            [self.pg._bin("psql"), "-X", "-q", "-h", "127.0.0.1", "-p", str(self.pg.port),
-             "-U", "postgres", "-d", db.name, "-c",
-             "SELECT pg_advisory_lock(%d); SELECT pg_sleep(60);" % key],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.addCleanup(lambda: holder.poll() is None and holder.kill())
-        self.assertTrue(h._wait_for(lambda: db.scalar(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted") == "1", 10))
+        holder = self.hold_advisory_lock(db, key)
         res = {}
         t = threading.Thread(target=lambda: res.setdefault(
             "r", h.http_raw(s.port, h.fixture_request(F01))))
