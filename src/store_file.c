@@ -58,7 +58,7 @@
  * io_uring) once its operations are done, with the writeback of each
  * file started as soon as it is written: the phase waits for the disk
  * about once, not once per fsync, whatever the number of recipients (on
- * a journalling file system they also join one journal commit).  Each
+ * a journalling file system they can also join one journal commit).  Each
  * user directory is synced once per message: both of an entry's names
  * are made in phase 2, after everything they point at is durable.  A
  * crash during phase 2 (before the answer, so the POST is retried) may
@@ -290,8 +290,7 @@ static int rcpt_rel(const char *rcpt, char *rel, size_t len, struct qerr *e)
 
 static int scan_for_entry(struct fstore *fs, const char *id, char *rel, size_t len,
 			  struct qerr *e);
-static int make_id_link(struct fstore *fs, const char *id, const char *rel, int *xfd,
-			struct qerr *e);
+static int make_id_link(struct fstore *fs, const char *id, const char *rel, struct qerr *e);
 
 /* The ids link of an entry may be missing after a crash (it is not synced
  * with each commit, see the top): then the entry is searched for in
@@ -305,11 +304,8 @@ static int entry_dir_by_scan(struct fstore *fs, const char *id, int *ufd, struct
 		return -1;
 	if (r == 0)
 		return qerr_notfound(e, "no entry '%s'", id);
-	int xfd;
-	if (make_id_link(fs, id, rel, &xfd, NULL) == 0) {
-		close(xfd);
+	if (make_id_link(fs, id, rel, NULL) == 0)
 		log_msg(LOG_INFO, "file store: made the missing link ids/%.2s/%s again", id, id);
-	}
 	r = open_rel(fs, rel, false, ufd, e);
 	return r == 0 ? 0 : r < 0 ? -1 : qerr_notfound(e, "no entry '%s'", id);
 }
@@ -317,45 +313,33 @@ static int entry_dir_by_scan(struct fstore *fs, const char *id, int *ufd, struct
 /* Finds the directory of entry id through its ids symlink, or by
  * searching users/ when the link is missing.  Returns 0, or -1
  * (QERR_NOTFOUND if there is no such entry). */
-static int entry_dir(struct fstore *fs, const char *id, int *ufd, int *xxfd, struct qerr *e)
+static int entry_dir(struct fstore *fs, const char *id, int *ufd, struct qerr *e)
 {
 	char xx[3] = { id[0], id[1], '\0' };
 	char target[64 + REL_MAX];
 	*ufd = -1;
-	if (xxfd)
-		*xxfd = -1;
 	int dfd, r = open_subdir(fs->idsfd, xx, false, &dfd, e);
 	if (r < 0)
 		return -1;
 	if (r == 1)
-		return xxfd ? qerr_notfound(e, "no entry '%s'", id) : entry_dir_by_scan(fs, id, ufd, e);
+		return entry_dir_by_scan(fs, id, ufd, e);
 	ssize_t n = readlinkat(dfd, id, target, sizeof target - 1);
+	int err = errno;
+	close(dfd);
 	if (n < 0) {
-		int err = errno;
-		close(dfd);
 		errno = err;
-		if (err == ENOENT && xxfd == NULL)
+		if (err == ENOENT)
 			return entry_dir_by_scan(fs, id, ufd, e);
-		if (err == ENOENT || err == EINVAL)
+		if (err == EINVAL)
 			return qerr_notfound(e, "no entry '%s'", id);
 		return io_err(e, "cannot read link of", id);
 	}
 	target[n] = '\0';
 	static const char prefix[] = "../../users/";
-	if (strncmp(target, prefix, sizeof prefix - 1) != 0) {
-		close(dfd);
+	if (strncmp(target, prefix, sizeof prefix - 1) != 0)
 		return qerr_perm(e, "file store: ids/%s/%s points outside users/", xx, id);
-	}
 	r = open_rel(fs, target + sizeof prefix - 1, false, ufd, e);
-	if (r != 0) {
-		close(dfd);
-		return r < 0 ? -1 : qerr_notfound(e, "no entry '%s'", id);
-	}
-	if (xxfd)
-		*xxfd = dfd;
-	else
-		close(dfd);
-	return 0;
+	return r == 0 ? 0 : r < 0 ? -1 : qerr_notfound(e, "no entry '%s'", id);
 }
 
 /* Reads a whole (small) file below dirfd.  Returns 0, 1 if absent, -1. */
@@ -730,36 +714,33 @@ static int link_content(struct fput *p, int ufd, const char *id, struct qerr *e)
 	return 0;
 }
 
-/* Points ids/<xx>/<id> at the user directory; the ids directory's
- * descriptor goes to *xfd.  The index is not synced here (see the top). */
-static int make_id_link(struct fstore *fs, const char *id, const char *rel, int *xfd,
-			struct qerr *e)
+/* Points ids/<xx>/<id> at the user directory.  The index is not synced
+ * here (see the top). */
+static int make_id_link(struct fstore *fs, const char *id, const char *rel, struct qerr *e)
 {
 	char xx[3] = { id[0], id[1], '\0' };
 	char tmp[64];
-	if (open_subdir(fs->idsfd, xx, true, xfd, e) != 0)
+	int xfd;
+	if (open_subdir(fs->idsfd, xx, true, &xfd, e) != 0)
 		return -1;
 	char *target = xasprintf("../../users/%s", rel);
 	int r = 0;
-	if (symlinkat(target, *xfd, id) == 0) {
+	if (symlinkat(target, xfd, id) == 0) {
 		/* the usual case: no link of that id yet */
 	} else if (errno != EEXIST) {
 		r = io_err(e, "cannot create link for", id);
 	} else {
 		/* a leftover: replaced in one step */
 		tmp_name(fs, tmp, sizeof tmp);
-		if (symlinkat(target, *xfd, tmp) < 0) {
+		if (symlinkat(target, xfd, tmp) < 0) {
 			r = io_err(e, "cannot create link for", id);
-		} else if (renameat(*xfd, tmp, *xfd, id) < 0) {
+		} else if (renameat(xfd, tmp, xfd, id) < 0) {
 			r = io_err(e, "cannot create link for", id);
-			unlinkat(*xfd, tmp, 0);
+			unlinkat(xfd, tmp, 0);
 		}
 	}
 	free(target);
-	if (r < 0) {
-		close(*xfd);
-		*xfd = -1;
-	}
+	close(xfd);
 	return r;
 }
 
@@ -809,10 +790,8 @@ static int prepare_one(struct fput *p, const struct qmeta *m, const char *rcpt,
 		goto fail;
 	}
 	close(ufd);
-	int xfd;
-	if (make_id_link(fs, id, w->rel, &xfd, e) < 0)
+	if (make_id_link(fs, id, w->rel, e) < 0)
 		return -1;
-	close(xfd);
 	w->link = true;
 	if (w->repair)
 		return 0;
@@ -934,7 +913,7 @@ static int file_get(void *state, const char *id, struct qentry *out, struct qerr
 	struct fstore *fs = state;
 	int ufd;
 	memset(out, 0, sizeof *out);
-	if (entry_dir(fs, id, &ufd, NULL, e) < 0)
+	if (entry_dir(fs, id, &ufd, e) < 0)
 		return -1;
 	int r = load_entry(ufd, id, out, e);
 	close(ufd);
@@ -1025,7 +1004,7 @@ static int file_read_content(void *state, const char *id, store_data_cb cb, void
 	char name[ENTRY_ID_LEN + 8];
 	struct stat st;
 	int ufd;
-	if (entry_dir(fs, id, &ufd, NULL, e) < 0)
+	if (entry_dir(fs, id, &ufd, e) < 0)
 		return -1;
 	snprintf(name, sizeof name, "%s.json", id);
 	if (fstatat(ufd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
@@ -1463,7 +1442,7 @@ static int file_remove(void *state, const char *id, struct qerr *e)
 	int ufd;
 	bool freed;
 	uint64_t bytes;
-	if (entry_dir(fs, id, &ufd, NULL, e) < 0)
+	if (entry_dir(fs, id, &ufd, e) < 0)
 		return -1;
 	int r = remove_files(fs, ufd, id, &freed, &bytes, NULL, e);
 	close(ufd);
@@ -1477,7 +1456,7 @@ static int file_set_status(void *state, const char *id, enum entry_status s, int
 	struct qentry q;
 	char name[ENTRY_ID_LEN + 8];
 	int ufd;
-	if (entry_dir(fs, id, &ufd, NULL, e) < 0)
+	if (entry_dir(fs, id, &ufd, e) < 0)
 		return -1;
 	int r = load_entry(ufd, id, &q, e);
 	if (r == 1) {

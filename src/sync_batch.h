@@ -42,7 +42,7 @@ int sync_batch_flush(struct sync_batch *b, struct qerr *e);
 void sync_batch_drop(struct sync_batch *b);
 
 /* False if io_uring could not be set up in this process and batches are
- * synced one descriptor after another (for tests and the log). */
+ * synced one descriptor after another (tests ask which path runs). */
 bool sync_batch_parallel(void);
 
 /* With off true this process syncs one descriptor after another from
