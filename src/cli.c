@@ -299,6 +299,10 @@ int cli_open_store(struct cli *c, struct store **s)
 	rc = drop_privileges(c);
 	if (rc)
 		return rc;
+	/* Commands count what they did (metrics_cli_count) as the store's
+	 * user, like the store itself. */
+	char counters[4096];
+	metrics_cli_setup(metrics_counters_path(&c->cfg, counters, sizeof counters));
 	struct qerr e;
 	qerr_clear(&e);
 	if (store_open(&c->store, &c->cfg, &e) < 0) {

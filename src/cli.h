@@ -13,6 +13,7 @@
 
 #include "common.h"
 #include "config.h"
+#include "metrics.h" /* metrics_cli_count: what a command did, for /metrics */
 #include "store.h"
 
 #define CLI_NAME "rspamd-quarantine"

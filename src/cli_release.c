@@ -293,6 +293,7 @@ int cmd_release(struct cli *c, int argc, char **argv)
 	printf("%s: released to %s\n", id, rcpt);
 	rc = CLI_OK;
 out:
+	metrics_cli_count("release", rc == CLI_OK ? "ok" : "failed");
 	buf_free(&msg);
 	qentry_free(&ent);
 	return rc;

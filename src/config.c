@@ -98,6 +98,8 @@ static const struct key_row rows[] = {
 	  .values = compress_values },
 	{ ROW(pgsql_conninfo, K_STRING, "string", "",
 	      "PostgreSQL connection string for the pgsql backend, e.g. \"dbname=quarantine user=quarantine\"."), },
+	{ ROW(counters_file, K_STRING, "string", "",
+	      "File where rspamd-quarantine counts its actions (release, delete, expire, ...) for the daemon's /metrics; empty: <file_root>/cli-counters with backend file, not counted otherwise."), },
 
 	{ ROW(max_message_size, K_SIZE, "size", "50M",
 	      "Largest message accepted (bytes, or with K, M or G); larger ones are answered 413."),
@@ -592,6 +594,8 @@ int config_validate(const struct config *c, struct qerr *e)
 		return qerr_perm(e, "%s: default_owner must not be empty", where);
 	if (c->syslog_tag[0] == '\0')
 		return qerr_perm(e, "%s: syslog_tag must not be empty", where);
+	if (c->counters_file[0] != '\0' && c->counters_file[0] != '/')
+		return qerr_perm(e, "%s: counters_file must be an absolute path", where);
 	if (c->sendmail[0] != '/')
 		return qerr_perm(e, "%s: sendmail must be an absolute path", where);
 	if (c->group[0] != '\0' && c->user[0] == '\0')

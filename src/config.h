@@ -37,6 +37,7 @@ struct config {
 	char *file_root;
 	char *compress;          /* none, gzip (file store) */
 	char *pgsql_conninfo;
+	char *counters_file;     /* the CLI's action counters for /metrics */
 
 	/* ingest */
 	uint64_t max_message_size;
