@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "log.h"
 
 /* Workers tracked at once: the `workers` maximum (256) plus those of a
  * previous configuration still finishing after a reload. */
@@ -466,8 +467,9 @@ static void give_to_dir_owner(int fd, const char *path)
 		strcpy(dir, ".");
 	struct stat ds, fs;
 	if (stat(dir, &ds) == 0 && fstat(fd, &fs) == 0 &&
-	    (fs.st_uid != ds.st_uid || fs.st_gid != ds.st_gid))
-		(void)fchown(fd, ds.st_uid, ds.st_gid);
+	    (fs.st_uid != ds.st_uid || fs.st_gid != ds.st_gid) &&
+	    fchown(fd, ds.st_uid, ds.st_gid) < 0)
+		log_debug("counters file %s: chown: %s", path, strerror(errno));
 	free(dir);
 }
 

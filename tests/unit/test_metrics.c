@@ -140,8 +140,8 @@ static void test_worker_gauges(void **state)
 		char ch;
 		metrics_worker_start();
 		metrics_worker_busy(true);
-		(void)write(done[1], "x", 1);
-		(void)read(go[0], &ch, 1);
+		if (write(done[1], "x", 1) != 1 || read(go[0], &ch, 1) < 0)
+			_exit(1);
 		_exit(0);
 	}
 	char ch;
