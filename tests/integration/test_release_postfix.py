@@ -125,7 +125,7 @@ class Chain:
                 "local.d/actions.conf": ACTIONS_CONF,
                 "rspamd.local.lua": LOCAL_LUA,
                 "local.d/classifier-bayes.conf": bayes_conf(self.redis.address),
-            }, secure_ip="192.0.2.1", password=PASSWORD).start()
+            }, secure_ip="192.0.2.1", password=PASSWORD).start(timeout=180)
             milter = "inet:127.0.0.1:%d" % self.rspamd.proxy_port
             self.mx = Postfix(self.tmp, DOMAIN, USERS, milter=milter, name="mx").start()
             self.password_file = self.write_private("password", PASSWORD + "\n")
