@@ -17,9 +17,9 @@ DESTDIR ?=
 CC ?= cc
 OPT ?= -O2 -g
 WARN = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wformat=2 -Wno-format-nonliteral
-PKGS = jansson zlib libcrypto libpq liburing
+PKGS = jansson zlib libcrypto libpq liburing libcurl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljansson -lz -lcrypto -lpq -luring)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljansson -lz -lcrypto -lpq -luring -lcurl)
 
 ifeq ($(SAN),1)
 B = build-san
@@ -155,7 +155,7 @@ install: all
 	install -d $(DESTDIR)$(DATADIR)/sql/upgrade
 	install -m 644 sql/schema.sql sql/README.md $(DESTDIR)$(DATADIR)/sql/
 	install -m 644 sql/upgrade/README sql/upgrade/*.sql $(DESTDIR)$(DATADIR)/sql/upgrade/
-	for f in $$(find contrib/nginx contrib/rspamd -type f 2>/dev/null | sort); do \
+	for f in $$(find contrib/nginx contrib/rspamd contrib/postfix -type f 2>/dev/null | sort); do \
 		d=$(DESTDIR)$(DATADIR)/$${f#contrib/}; d=$${d%/*}; \
 		install -d "$$d" && install -m 644 "$$f" "$$d/" || exit 1; \
 	done

@@ -52,8 +52,10 @@ static const uint64_t bucket_us[] = { 1000, 2500, 5000, 10000, 25000, 50000, 100
 static const char *const cli_actions[] = { "release", "delete", "expire",
 					   "learn_spam", "learn_ham", "digest" };
 #define NACTION (sizeof cli_actions / sizeof cli_actions[0])
-static const char *const cli_outcomes[] = { "ok", "not_found", "refused", "failed",
-					    "already", "other" };
+/* "other" stays last: an unknown outcome is counted there. */
+static const char *const cli_outcomes[] = { "ok", "not_found", "refused", "rejected",
+					    "tempfail", "failed", "already", "not_learned",
+					    "other" };
 #define NOUTCOME (sizeof cli_outcomes / sizeof cli_outcomes[0])
 
 struct tracked {

@@ -35,7 +35,8 @@ ALLOWED_LABELS = {
     "formatter": {"default", "json", "json_with_message", "multipart", "none"},
     "class": {"input", "temporary", "permanent"},
     "action": {"release", "delete", "expire", "learn_spam", "learn_ham", "digest"},
-    "outcome": {"ok", "not_found", "refused", "failed", "already", "other"},
+    "outcome": {"ok", "not_found", "refused", "rejected", "tempfail", "failed",
+                "already", "not_learned", "other"},
 }
 
 
@@ -280,7 +281,7 @@ class MetricsCase(h.ServerTestCase):
             f.write("#!/bin/sh\ncat >> %s\n" % sink)
         os.chmod(sendmail, 0o755)
         os.chmod(self.tmp, 0o777)
-        conf = {"sendmail": sendmail}
+        conf = {"release_transport": "sendmail", "sendmail": sendmail}
         if h.backend() != "file":
             # Only the file store has a default place for the counters.
             cdir = os.path.join(self.tmp, "counters")
@@ -303,7 +304,7 @@ class MetricsCase(h.ServerTestCase):
         self.assertEqual(rc, 0, err)
         _, v = scrape(s.port)
         self.assertEqual(val(v, "cli_actions_total", action="release", outcome="ok"), 1)
-        self.assertEqual(val(v, "cli_actions_total", action="release", outcome="failed"), 1)
+        self.assertEqual(val(v, "cli_actions_total", action="release", outcome="refused"), 1)
         self.assertEqual(val(v, "cli_actions_total", action="delete", outcome="ok"), 1)
         self.assertEqual(val(v, "cli_actions_total", action="delete", outcome="not_found"), 1)
         self.assertEqual(val(v, "cli_actions_total", action="expire", outcome="ok"), 3)
