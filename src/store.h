@@ -96,6 +96,17 @@ struct store_backend {
 	int (*expire)(void *state, const struct expire_opts *o,
 		      struct expire_result *r, struct qerr *e);
 	int (*stats)(void *state, struct store_stats *s, struct qerr *e);
+
+	/* Announced marks, for the users' digest (digest.c); ids[0..n) are
+	 * entries of the one recipient rcpt.  get: when[i] gets the time
+	 * ids[i] was announced, 0 if never (or if there is no such entry).
+	 * set: marks them announced at `when`, or clears their marks when
+	 * it is 0; the marks are durable when it returns.  NULL in a backend
+	 * that keeps no entries. */
+	int (*get_announced)(void *state, const char *rcpt, char *const *ids, size_t n,
+			     int64_t *when, struct qerr *e);
+	int (*set_announced)(void *state, const char *rcpt, char *const *ids, size_t n,
+			     int64_t when, struct qerr *e);
 };
 
 extern const struct store_backend store_backend_file;
@@ -138,6 +149,11 @@ int store_set_status(struct store *s, const char *id, enum entry_status st,
 int store_expire(struct store *s, const struct expire_opts *o, struct expire_result *r,
 		 struct qerr *e);
 int store_stats(struct store *s, struct store_stats *st, struct qerr *e);
+/* Announced marks of some of rcpt's entries (see the backend's). */
+int store_get_announced(struct store *s, const char *rcpt, char *const *ids, size_t n,
+			int64_t *when, struct qerr *e);
+int store_set_announced(struct store *s, const char *rcpt, char *const *ids, size_t n,
+			int64_t when, struct qerr *e);
 
 /* True if id has the form of an entry ID (checked before any backend). */
 bool store_id_valid(const char *id);
