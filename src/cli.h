@@ -73,6 +73,7 @@ int cmd_stats(struct cli *c, int argc, char **argv);
 int cmd_show(struct cli *c, int argc, char **argv);
 int cmd_cat(struct cli *c, int argc, char **argv);
 int cmd_release(struct cli *c, int argc, char **argv);
+int cmd_learn_spam(struct cli *c, int argc, char **argv);
 int cmd_delete(struct cli *c, int argc, char **argv);
 int cmd_expire(struct cli *c, int argc, char **argv);
 int cmd_hash_password(struct cli *c, int argc, char **argv);
