@@ -57,6 +57,8 @@ static const char usage_text[] =
 	"  hash-password       read a password on standard input, print its crypt(3)\n"
 	"                      hash for the key auth_password_hash\n"
 	"  make-key [--rotate] make the key that signs the users' links\n"
+	"  digest [--dry-run] [--rcpt ADDR]\n"
+	"                      mail each recipient a list of their new held mail\n"
 	"\n"
 	"TIME: RFC 3339 (2026-11-22T10:00:00Z), YYYY-MM-DD, @SECONDS or a duration\n"
 	"ago; DURATION: 90s, 15m, 12h, 30d, 2w; STATUS: quarantined, released,\n"
@@ -361,6 +363,7 @@ static const struct {
 	{ "stats", cmd_stats },
 	{ "hash-password", cmd_hash_password },
 	{ "make-key", cmd_make_key },
+	{ "digest", cmd_digest },
 	{ "help", cmd_help },
 };
 

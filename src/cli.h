@@ -78,5 +78,6 @@ int cmd_delete(struct cli *c, int argc, char **argv);
 int cmd_expire(struct cli *c, int argc, char **argv);
 int cmd_hash_password(struct cli *c, int argc, char **argv);
 int cmd_make_key(struct cli *c, int argc, char **argv);
+int cmd_digest(struct cli *c, int argc, char **argv);
 
 #endif
