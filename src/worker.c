@@ -34,6 +34,7 @@
 #include "config.h"
 #include "ingest.h"
 #include "log.h"
+#include "pages.h"
 #include "store.h"
 
 /* Longest a single read or write on a connection may wait. */
@@ -224,9 +225,26 @@ static void log_request(const struct ingest_result *r, int status, int64_t ms,
 	buf_free(&b);
 }
 
+/* The users' pages: only where nginx says so (RQ_SERVICE=pages, set per
+ * location); they answer and log for themselves. */
+static bool handle_page(struct store *s, const struct config *c, FCGX_Request *req)
+{
+	const char *service = FCGX_GetParam("RQ_SERVICE", req->envp);
+	if (service == NULL || strcmp(service, "pages") != 0)
+		return false;
+	struct buf out = { 0 };
+	pages_request(s, c, req->envp, fcgi_read, req, &out);
+	if (out.len > INT_MAX || FCGX_PutStr(out.data, (int)out.len, req->out) != (int)out.len)
+		log_warn("could not send a page: the web server went away");
+	buf_free(&out);
+	return true;
+}
+
 /* Handles one accepted request, from parameters to answer. */
 static void handle_request(struct store *s, const struct config *c, FCGX_Request *req)
 {
+	if (handle_page(s, c, req))
+		return;
 	int64_t t0 = clock_ms();
 	struct ingest_result r;
 	struct qerr e;
