@@ -424,6 +424,40 @@ class PagesTest(unittest.TestCase):
         self.assertEqual(self.cap.messages, [])
         self.assertEqual({e["status"] for e in self.entries()}, {"quarantined"})
 
+    def test_overview_paged(self):
+        for i in range(30):
+            self.post(["bob@example.net"], "QL%02d" % i,
+                      PLAIN.replace(b"Your invoice", b"Message %02d" % i)
+                      .replace(b"invoice-1", b"paged-%d" % i))
+        self.post(["carol@example.net"], "QC", PLAIN.replace(b"Your invoice", b"For Carol"))
+        lt = self.token("list", "bob@example.net", T0 + 600)
+        st, hd, p0 = self.fetch("/list?r=bob%%40example.net&t=%s" % lt)
+        self.assertEqual(st, 200)
+        self.assert_safe_headers(hd, "list")
+        self.assertEqual(p0.count("<li>"), 25)
+        self.assertNotIn("For Carol", p0)
+        self.assertIn('rel="next"', p0)
+        self.assertNotIn('rel="prev"', p0)
+        nxt = re.search(r'rel="next" href="([^"]+)"', p0).group(1).replace("&amp;", "&")
+        st, _, p1 = self.fetch("/" + nxt)
+        self.assertEqual(st, 200)
+        self.assertEqual(p1.count("<li>"), 5)
+        self.assertIn('rel="prev"', p1)
+        self.assertNotIn('rel="next"', p1)
+        shown = set(re.findall(r"Message \d\d", p0 + p1))
+        self.assertEqual(len(shown), 30)
+        # each entry link on the overview is signed for its entry, and works
+        link = re.search(r'href="(entry\?[^"]+)"', p0).group(1).replace("&amp;", "&")
+        st, _, page = self.fetch("/" + link)
+        self.assertEqual(st, 200)
+        self.assertIn("All held mail", page)
+        st, _, _ = self.fetch("/list?r=bob%%40example.net&t=%s&p=99999" % lt)
+        self.assertEqual(st, 400)
+        st, _, page = self.fetch("/list?r=dave%%40example.net&t=%s"
+                                 % self.token("list", "dave@example.net", T0 + 600))
+        self.assertEqual(st, 200)
+        self.assertIn("Nothing is held for you", page)
+
     def test_get_changes_nothing_and_services_apart(self):
         bob = self.post(["bob@example.net"], "Q1", PLAIN)[0]
         t = self.token("entry", bob, T0 + 600)
