@@ -152,7 +152,7 @@ install: all
 	install -d $(DESTDIR)$(DATADIR)/sql/upgrade
 	install -m 644 sql/schema.sql sql/README.md $(DESTDIR)$(DATADIR)/sql/
 	install -m 644 sql/upgrade/README sql/upgrade/*.sql $(DESTDIR)$(DATADIR)/sql/upgrade/
-	for f in $$(find contrib/nginx contrib/rspamd -type f 2>/dev/null | sort); do \
+	for f in $$(find contrib/nginx contrib/rspamd contrib/postfix -type f 2>/dev/null | sort); do \
 		d=$(DESTDIR)$(DATADIR)/$${f#contrib/}; d=$${d%/*}; \
 		install -d "$$d" && install -m 644 "$$f" "$$d/" || exit 1; \
 	done

@@ -89,9 +89,14 @@ class Rspamd:
     url      where the shipped metadata_exporter rules post to
     files    {path relative to the overlay: text} added to the overlay
              (e.g. "local.d/actions.conf", "rspamd.local.lua")
+    secure_ip  the controller's secure_ip (trusted without its password);
+             the default trusts loopback
+    password the controller's password; Rspamd refuses its default "q1"
+             from addresses outside secure_ip
     """
 
-    def __init__(self, tmp, url, files=None, name="rspamd"):
+    def __init__(self, tmp, url, files=None, name="rspamd", secure_ip="127.0.0.1",
+                 password="q1"):
         self.dir = os.path.join(tmp, name)
         self.local = os.path.join(self.dir, "local")
         self.dbdir = os.path.join(self.dir, "db")
@@ -109,6 +114,10 @@ class Rspamd:
         self.proc = None
         self.pid = None
         self.files = dict(files or {})
+        # Clients the controller trusts without a password: a test of the
+        # password names an address that is not ours (TEST-NET-1).
+        self.secure_ip = secure_ip
+        self.password = password
         self._write()
 
     @property
@@ -133,8 +142,8 @@ class Rspamd:
             "override.d/worker-normal.inc":
                 "bind_socket = \"%s\";\ncount = 1;\nmime = true;\n" % self.normal,
             "override.d/worker-controller.inc":
-                "bind_socket = \"%s\";\ncount = 1;\npassword = \"q1\";\n"
-                "secure_ip = \"127.0.0.1\";\n" % self.controller,
+                "bind_socket = \"%s\";\ncount = 1;\npassword = \"%s\";\n"
+                "secure_ip = \"%s\";\n" % (self.controller, self.password, self.secure_ip),
             "override.d/worker-proxy.inc":
                 "bind_socket = \"127.0.0.1:%d\";\ncount = 1;\nmilter = yes;\n"
                 "upstream \"local\" {\n  default = yes;\n  self_scan = yes;\n}\n"
@@ -197,7 +206,7 @@ class Rspamd:
                 pass
         except OSError:
             return False
-        rc, out, _ = self.rspamc("stat", host=self.controller, timeout=10)
+        rc, out, _ = self.rspamc("-P", self.password, "stat", host=self.controller, timeout=10)
         return rc == 0 and b"Messages scanned" in out
 
     def start(self, timeout=60):
