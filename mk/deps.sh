@@ -10,7 +10,7 @@ set -eu
 build="gcc make pkg-config libfcgi-dev libjansson-dev zlib1g-dev libssl-dev libpq-dev libcrypt-dev liburing-dev libcurl4-openssl-dev libgmime-3.0-dev"
 run="$build nginx-light libfcgi-bin"
 check="$run libcmocka-dev postgresql python3 curl rspamd valgrind clang libclang-rt-14-dev spawn-fcgi postfix redis-server chromium chromium-driver openssl"
-bench="$check wrk postgresql-contrib"
+bench="$check wrk postgresql-contrib time"
 
 case "${1:-build}" in
 build) want=$build ;;

@@ -9,6 +9,7 @@ so that a test can stop the sender while a message is in flight.
     cap.messages                      # [(mail_from, [rcpt], bytes)]
     cap.reply_rcpt = "550 5.1.1 no such user"   # for every RCPT, or None
     cap.hold = threading.Event()      # set: DATA answers only once it is set
+    cap.keep = False                  # count messages (cap.count) without keeping them
     cap.stop()
 """
 
@@ -65,8 +66,10 @@ class _Handler(socketserver.StreamRequestHandler):
                 if cap.hold is not None:
                     cap.hold.wait(60)
                 with cap.lock:
-                    cap.messages.append((mail_from, list(rcpts), b"".join(data)))
-                self.reply("250 2.0.0 Ok: queued as CAP%d" % len(cap.messages))
+                    cap.count += 1
+                    if cap.keep:
+                        cap.messages.append((mail_from, list(rcpts), b"".join(data)))
+                self.reply("250 2.0.0 Ok: queued as CAP%d" % cap.count)
             elif verb == "RSET":
                 mail_from, rcpts = None, []
                 self.reply("250 2.0.0 Ok")
@@ -90,6 +93,8 @@ class SmtpCapture:
         self.reply_rcpt = None
         self.hold = None
         self.in_data = 0
+        self.count = 0
+        self.keep = True
         self.lock = threading.Lock()
         self.server = None
         self.port = None
