@@ -110,6 +110,9 @@ class Browser:
     def url(self):
         return self.s("/url")
 
+    def set_size(self, width, height):
+        self.s("/window/rect", {"width": width, "height": height})
+
     def title(self):
         return self.s("/title")
 

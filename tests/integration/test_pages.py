@@ -532,6 +532,15 @@ class PagesTest(unittest.TestCase):
         self.assertEqual(b.run("return document.querySelectorAll('style').length"), 1)
         self.assert_quiet_and_local()
         self.shot("pages-hostile.png")
+        # on a phone's width the page reflows: nothing wider than the screen
+        b.set_size(390, 844)
+        try:
+            b.open(b.url())
+            self.assertLessEqual(b.run("return document.documentElement.scrollWidth"),
+                                 b.run("return document.documentElement.clientWidth"))
+            self.shot("pages-hostile-phone.png")
+        finally:
+            b.set_size(900, 1000)
 
 
 if __name__ == "__main__":
