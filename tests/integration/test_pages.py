@@ -278,10 +278,19 @@ class PagesTest(unittest.TestCase):
         self.assertEqual(headers.get("X-Content-Type-Options"), "nosniff", what)
         self.assertTrue(headers.get("Content-Type", "").startswith("text/html"), what)
 
-    def assert_quiet_and_local(self):
-        """No console message, no request outside the pages' origin."""
+    def assert_quiet_and_local(self, statuses=()):
+        """No console message, no request outside the pages' origin.  With
+        statuses, the browser's own note of a page answered with one of
+        them (its network log, not a script) is expected."""
         origin = "https://127.0.0.1:%d/" % self.nginx.port
-        self.assertEqual(self.browser.console(), [])
+        console = self.browser.console()
+        noted = re.compile(r"^%s\S* - Failed to load resource: the server responded with a "
+                           r"status of (\d+) \(.*\)$" % re.escape(self.base))
+        for m in console:
+            self.assertRegex(m, noted)
+            self.assertIn(int(noted.match(m).group(1)), statuses, m)
+        if not statuses:
+            self.assertEqual(console, [])
         for u in self.browser.requests():
             self.assertTrue(u.startswith(origin), u)
         self.assertEqual(self.remote.hits, [])
@@ -423,6 +432,20 @@ class PagesTest(unittest.TestCase):
         self.assertEqual(st, 403)
         self.assertEqual(self.cap.messages, [])
         self.assertEqual({e["status"] for e in self.entries()}, {"quarantined"})
+        # the same in the browser: what a user who opens such a link sees
+        b = self.browser
+        b.console(), b.requests()
+        b.open(self.base + "/entry?id=%s&t=%s" % (bob, self.token("entry", bob, T0 - 1)))
+        self.assertEqual(b.text("h1"), "This link has expired")
+        self.assertIn("next digest", b.text("p"))
+        b.open(self.base + "/entry?id=%s&t=%s" % (bob, good[:-1] + "A"))
+        self.assertEqual(b.text("h1"), "This link is not valid")
+        b.open(self.base + "/entry?id=%s&t=%s" % (carol, good))
+        self.assertEqual(b.text("h1"), "This link is not valid")
+        b.open(self.base + "/list?r=carol%%40example.net&t=%s" % lt)
+        self.assertEqual(b.text("h1"), "This link is not valid")
+        self.assertNotIn("invoice", b.text("body"))
+        self.assert_quiet_and_local(statuses=(403, 410))
 
     def test_overview_paged(self):
         for i in range(30):
