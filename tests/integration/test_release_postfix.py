@@ -50,7 +50,7 @@ from rspamd import Rspamd  # noqa: E402
 
 DOMAIN = "example.net"
 USERS = ["bob", "carol", "dave", "erin", "frank", "gina", "hugo", "jürgen", "someone",
-         "pm", "ivan", "judy", "kate", "lena", "mike"]
+         "pm", "ivan", "judy", "kate", "lena", "mike", "nina"]
 PASSWORD = "release-test-controller"
 SENDER = "alice@example.org"
 RELEASE_MAIL_SH = os.path.join(h.ROOT, "contrib", "release-mail.sh")
@@ -77,6 +77,27 @@ rspamd_config:register_symbol({
   end,
 })
 """
+
+
+FUZZY_FLAG = 11
+
+
+def fuzzy_files(redis, port):
+    """A fuzzy storage worker (Redis backend, updates from loopback, flushed
+    every second) and a writable fuzzy_check rule for it: flag 11 is
+    RELEASE_FUZZY_DENIED."""
+    return {
+        "override.d/worker-fuzzy.inc":
+            'bind_socket = "127.0.0.1:%d";\ncount = 1;\nbackend = "redis";\n'
+            'servers = "%s";\nallow_update = ["127.0.0.1"];\nsync = 1s;\n'
+            % (port, redis),
+        "local.d/fuzzy_check.conf":
+            'rule "release-test" {\n  servers = "127.0.0.1:%d";\n'
+            '  symbol = "RELEASE_FUZZY_UNKNOWN";\n  mime_types = ["*/*"];\n'
+            '  read_only = false;\n  skip_unknown = true;\n  min_length = 5;\n'
+            '  fuzzy_map = {\n    RELEASE_FUZZY_DENIED { max_score = 1.0; flag = %d; }\n'
+            '  }\n}\n' % (port, FUZZY_FLAG),
+    }
 
 
 def bayes_conf(redis):
@@ -121,11 +142,14 @@ class Chain:
             self.redis = RedisServer(self.tmp).start()
             self.daemon = h.Daemon(self.tmp, backend, conninfo, {}).start()
             self.nginx = h.Nginx(self.tmp, self.daemon.socket).start()
-            self.rspamd = Rspamd(self.tmp, self.nginx.url("/quarantine"), files={
+            files = {
                 "local.d/actions.conf": ACTIONS_CONF,
                 "rspamd.local.lua": LOCAL_LUA,
                 "local.d/classifier-bayes.conf": bayes_conf(self.redis.address),
-            }, secure_ip="192.0.2.1", password=PASSWORD).start()
+            }
+            files.update(fuzzy_files(self.redis.address, h.free_port()))
+            self.rspamd = Rspamd(self.tmp, self.nginx.url("/quarantine"), files=files,
+                                 secure_ip="192.0.2.1", password=PASSWORD).start(timeout=180)
             milter = "inet:127.0.0.1:%d" % self.rspamd.proxy_port
             self.mx = Postfix(self.tmp, DOMAIN, USERS, milter=milter, name="mx").start()
             self.password_file = self.write_private("password", PASSWORD + "\n")
@@ -427,6 +451,39 @@ class ReleaseTest(unittest.TestCase):
         self.assert_delivered(CHAIN.mx, "lena", e, stored)
         self.assertEqual(len(CHAIN.mx.maildir("kate")), 1)
         self.assert_nothing_bounced(CHAIN.mx)
+
+    def fuzzy_symbols(self, data):
+        """The fuzzy symbols Rspamd's scanner finds for data."""
+        path = os.path.join(CHAIN.tmp, "fuzzy-scan.eml")
+        with open(path, "wb") as f:
+            f.write(data)
+        res = CHAIN.rspamd.scan_json(path)
+        syms = res.get("symbols") or res.get("default", {}).get("symbols", {})
+        return sorted(k for k in syms if k.startswith("RELEASE_FUZZY"))
+
+    def wait_fuzzy(self, data, want, timeout=20):
+        end = time.monotonic() + timeout
+        while True:
+            got = self.fuzzy_symbols(data)
+            if got == want or time.monotonic() > end:
+                return got
+            time.sleep(1)
+
+    def test_fuzzy_add_on_learn_spam_and_del_on_release(self):
+        e, stored = self.quarantine("fuzzy", "nina")
+        conf = CHAIN.conf("fuzzy", rspamd_fuzzy_flag=str(FUZZY_FLAG))
+        self.assertEqual(self.fuzzy_symbols(stored), [])
+        rc, out, err = self.cli(conf, "learn-spam", e["id"])
+        self.assertEqual(rc, 0, out + err)
+        self.assertIn("%s: fuzzy add: learned (/fuzzyadd: HTTP 200" % e["id"], out)
+        self.assertEqual(self.wait_fuzzy(stored, ["RELEASE_FUZZY_DENIED"]),
+                         ["RELEASE_FUZZY_DENIED"])
+        # The operator changes their mind: the release removes it again.
+        rc, out, err = self.cli(conf, "release", e["id"])
+        self.assertEqual(rc, 0, out + err)
+        self.assertIn("%s: fuzzy delete: learned (/fuzzydel: HTTP 200" % e["id"], out)
+        self.assertEqual(self.wait_fuzzy(stored, []), [])
+        self.assert_delivered(CHAIN.mx, "nina", e, stored)
 
     # ------------------------------------------------------------ failures
 
