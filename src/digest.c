@@ -282,22 +282,26 @@ int digest_ctx_init(struct digest_ctx *d, const struct config *c,
 	int64_t life = 14 * 86400;
 	(void)parse_duration(c->link_lifetime, &life, NULL);
 	d->expires = now + life;
-	int r = read_template(c->digest_template_text, &d->tpl_text, e);
-	if (r < 0)
+	int rt = read_template(c->digest_template_text, &d->tpl_text, e);
+	if (rt < 0)
 		return -1;
-	if (r == 1)
+	if (rt == 1)
 		d->tpl_text = xstrdup(builtin_text);
-	r = read_template(c->digest_template_html, &d->tpl_html, e);
-	if (r < 0) {
+	int rh = read_template(c->digest_template_html, &d->tpl_html, e);
+	if (rh < 0) {
 		digest_ctx_free(d);
 		return -1;
 	}
-	if (r == 1)
+	if (rh == 1)
 		d->tpl_html = xstrdup(builtin_html);
-	char what[600];
-	snprintf(what, sizeof what, "template %s", r == 1 ? "(built-in HTML)" : c->digest_template_html);
-	if (check_template(d->tpl_html, true, what, e) < 0 ||
-	    check_template(d->tpl_text, false, "text template", e) < 0 ||
+	/* errors name the file, or say the built-in one is at fault */
+	char what_text[600], what_html[600];
+	snprintf(what_text, sizeof what_text, "template %s",
+		 rt == 1 ? "(built-in text)" : c->digest_template_text);
+	snprintf(what_html, sizeof what_html, "template %s",
+		 rh == 1 ? "(built-in HTML)" : c->digest_template_html);
+	if (check_template(d->tpl_html, true, what_html, e) < 0 ||
+	    check_template(d->tpl_text, false, what_text, e) < 0 ||
 	    check_template(c->digest_subject, false, "digest_subject", e) < 0) {
 		digest_ctx_free(d);
 		return -1;

@@ -327,6 +327,13 @@ class DigestTest(unittest.TestCase):
         self.assertIn("line 1: unknown name 'subjet'", err)
         self.assertIn(th, err)
         self.assertEqual(len(self.cap.messages), 1)
+        with open(th, "w") as f:
+            f.write("<p>{{#rows}}{{subject}}{{/rows}}</p>")
+        with open(tt, "w") as f:
+            f.write("ok\n{{#rows}}{{subject}}\n")
+        _, err = self.digest(expect=2)
+        self.assertIn("template %s: line 2: section {{#rows}} is not closed" % tt, err)
+        self.assertEqual(len(self.cap.messages), 1)
         # the built-in templates print, for an operator to start from
         rc, out, _ = self.daemon.cli("digest", "--print-template", "html")
         self.assertEqual(rc, 0)
