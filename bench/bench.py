@@ -547,7 +547,7 @@ def save():
 
 
 def main():
-    parts = sys.argv[1:] or ["load", "storage", "size", "store"]
+    parts = sys.argv[1:] or ["load", "storage", "size", "store", "users"]
     results["machine"] = machine()
     results["settings"] = {"dur": DUR, "quick": QUICK, "full": FULL}
     log("machine: %s" % json.dumps(results["machine"]))
@@ -562,6 +562,9 @@ def main():
                 size_curve(tmp)
             if "store" in parts:
                 store_curve(tmp)
+            if "users" in parts:
+                import users  # the users' digest and pages (bench/users.py)
+                users.run(tmp, results, pg_cluster(tmp), BIN, max(2, int(DUR)), log)
         finally:
             if _pg[0] is not None:
                 _pg[0].stop()

@@ -1,4 +1,4 @@
--- schema.sql - the PostgreSQL store of rspamd-quarantine, version 3.
+-- schema.sql - the PostgreSQL store of rspamd-quarantine, version 4.
 --
 -- Apply to a fresh, dedicated database (UTF8 encoding):
 --     psql -v ON_ERROR_STOP=1 -d quarantine -f sql/schema.sql
@@ -23,7 +23,7 @@ CREATE TABLE schema_version (
 	only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
 	version integer NOT NULL
 );
-INSERT INTO schema_version (version) VALUES (3);
+INSERT INTO schema_version (version) VALUES (4);
 
 -- The content is compressed with lz4 rather than the default pglz: the
 -- inserting backend compresses inside the POST's transaction, and for a
@@ -82,6 +82,8 @@ CREATE TABLE entries (
 	status text NOT NULL DEFAULT 'quarantined'
 		CHECK (status IN ('quarantined', 'released', 'deleted')),
 	status_changed timestamptz NOT NULL,
+	-- when a digest told the recipient of it; NULL: not yet
+	announced_at timestamptz,
 	PRIMARY KEY (id, received_day)
 ) PARTITION BY RANGE (received_day);
 

@@ -56,6 +56,9 @@ static const char usage_text[] =
 	"  stats [--json]      entries, messages, bytes, per status\n"
 	"  hash-password       read a password on standard input, print its crypt(3)\n"
 	"                      hash for the key auth_password_hash\n"
+	"  make-key [--rotate] make the key that signs the users' links\n"
+	"  digest [--dry-run] [--rcpt ADDR]\n"
+	"                      mail each recipient a list of their new held mail\n"
 	"\n"
 	"TIME: RFC 3339 (2026-11-22T10:00:00Z), YYYY-MM-DD, @SECONDS or a duration\n"
 	"ago; DURATION: 90s, 15m, 12h, 30d, 2w; STATUS: quarantined, released,\n"
@@ -281,6 +284,12 @@ int cli_restore_privileges(const struct cli *c)
 	return 0;
 }
 
+/* For commands that need the configuration but not the store. */
+int cli_load_config(struct cli *c)
+{
+	return load_config(c);
+}
+
 /* Commands that need the store call this first, and only then: help and
  * usage errors work without a readable configuration. */
 int cli_open_store(struct cli *c, struct store **s)
@@ -357,6 +366,8 @@ static const struct {
 	{ "expire", cmd_expire },
 	{ "stats", cmd_stats },
 	{ "hash-password", cmd_hash_password },
+	{ "make-key", cmd_make_key },
+	{ "digest", cmd_digest },
 	{ "help", cmd_help },
 };
 

@@ -46,6 +46,9 @@ int cli_option_error(const char *cmd, int ret, char **argv);
 /* The exit code a failure class maps to. */
 int cli_exit_code(const struct qerr *e);
 
+/* Loads the configuration (once); on failure prints the error and
+ * returns the exit code, else 0. */
+int cli_load_config(struct cli *c);
 /* Loads the configuration and opens its store (once); on failure prints
  * the error and returns the exit code, else 0 with *s set. */
 int cli_open_store(struct cli *c, struct store **s);
@@ -75,5 +78,7 @@ int cmd_learn_spam(struct cli *c, int argc, char **argv);
 int cmd_delete(struct cli *c, int argc, char **argv);
 int cmd_expire(struct cli *c, int argc, char **argv);
 int cmd_hash_password(struct cli *c, int argc, char **argv);
+int cmd_make_key(struct cli *c, int argc, char **argv);
+int cmd_digest(struct cli *c, int argc, char **argv);
 
 #endif

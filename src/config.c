@@ -41,6 +41,10 @@ static int check_listen(const char *v, struct qerr *e);
 static int check_name(const char *v, struct qerr *e);
 static int check_symbol(const char *v, struct qerr *e);
 static int check_net(const char *v, struct qerr *e);
+static int check_duration(const char *v, struct qerr *e);
+static int check_score(const char *v, struct qerr *e);
+static int check_url(const char *v, struct qerr *e);
+static int check_exclude(const char *v, struct qerr *e);
 
 static const char *const log_values[] = { "stderr", "syslog", NULL };
 static const char *const facility_values[] = {
@@ -130,6 +134,41 @@ static const struct key_row rows[] = {
 	{ ROW(allow_from, K_LIST, "list", "",
 	      "Client addresses or networks (REMOTE_ADDR) allowed to post, e.g. 127.0.0.1, ::1, 192.0.2.0/24; empty allows all."),
 	  .count_off = OFF(n_allow_from), .check = check_net },
+
+	{ ROW(link_key_file, K_STRING, "string", "/etc/rspamd-quarantine/link.key",
+	      "Key that signs the users' links (digest and pages); make it with: rspamd-quarantine make-key.  Readable by the daemon's group only."),
+	  .section = "Users' digest and pages" },
+	{ ROW(link_key_file_previous, K_STRING, "string", "",
+	      "The key before the last rotation (make-key --rotate moves it here); links signed with it stay valid until they expire."), },
+	{ ROW(link_lifetime, K_STRING, "duration", "14d",
+	      "How long a link in a digest stays valid (90s, 15m, 12h, 30d, 2w)."),
+	  .check = check_duration },
+	{ ROW(pages_url, K_STRING, "string", "",
+	      "Public base URL of the users' pages, e.g. https://quarantine.example.org (the digest's links start with it)."),
+	  .check = check_url },
+	{ ROW(digest_from, K_STRING, "string", "",
+	      "Sender address of the digest, e.g. postmaster@example.org; the digest is not sent without it."), },
+	{ ROW(digest_subject, K_STRING, "string", "Held mail: {{count}} new message(s) for {{rcpt}}",
+	      "Subject of the digest, a template like the bodies ({{count}}, {{rcpt}})."), },
+	{ ROW(digest_actions, K_LIST, "list", "",
+	      "Rspamd actions whose entries are announced, with _ for a space (reject, add_header, rewrite_subject, soft_reject); empty announces all."),
+	  .count_off = OFF(n_digest_actions), .check = check_symbol },
+	{ ROW(digest_min_score, K_STRING, "score", "",
+	      "Entries scored below this are not announced; empty for no bound."),
+	  .check = check_score },
+	{ ROW(digest_max_score, K_STRING, "score", "",
+	      "Entries scored above this are not announced (sure spam nobody wants to see); empty for no bound."),
+	  .check = check_score },
+	{ ROW(digest_rows, K_INT, "int", "20",
+	      "Most entries listed in one digest; the digest links to the full list for the rest."),
+	  .min = 1, .max = 1000 },
+	{ ROW(digest_template_text, K_STRING, "string", "/etc/rspamd-quarantine/digest.txt",
+	      "Template of the digest's text part; when the file does not exist the built-in one is used."), },
+	{ ROW(digest_template_html, K_STRING, "string", "/etc/rspamd-quarantine/digest.html",
+	      "Template of the digest's HTML part; when the file does not exist the built-in one is used."), },
+	{ ROW(digest_exclude, K_LIST, "list", "",
+	      "Recipients that get no digest: addresses (postmaster@example.org) or whole domains (@lists.example.org)."),
+	  .count_off = OFF(n_digest_exclude), .check = check_exclude },
 
 	{ ROW(sendmail, K_STRING, "string", "/usr/sbin/sendmail",
 	      "The sendmail program that release runs with release_transport = sendmail (an absolute path)."),
@@ -235,6 +274,45 @@ static int check_net(const char *v, struct qerr *e)
 	if (!access_net_valid(v))
 		return qerr_perm(e, "'%.64s' is not an address or network (e.g. 192.0.2.0/24, ::1)",
 				 v);
+	return 0;
+}
+
+/* Durations as parse_duration reads them, at least a minute. */
+static int check_duration(const char *v, struct qerr *e)
+{
+	int64_t secs;
+	if (parse_duration(v, &secs, NULL) < 0 || secs < 60 || secs > 366LL * 86400)
+		return qerr_perm(e, "'%.64s' is not a duration between 60s and 366d (e.g. 14d)", v);
+	return 0;
+}
+
+/* A score bound: a decimal number. */
+static int check_score(const char *v, struct qerr *e)
+{
+	double d;
+	if (parse_double(v, &d, NULL) < 0)
+		return qerr_perm(e, "'%.64s' is not a score (e.g. 15 or 7.5)", v);
+	return 0;
+}
+
+/* The pages' base URL goes into mail and HTML: http(s), no quotes,
+ * blanks or angle brackets that could end an attribute. */
+static int check_url(const char *v, struct qerr *e)
+{
+	if (strncmp(v, "https://", 8) != 0 && strncmp(v, "http://", 7) != 0)
+		return qerr_perm(e, "'%.64s' is not an http:// or https:// URL", v);
+	for (const char *p = v; *p; p++)
+		if (strchr("\"'<> `\\", *p) || (unsigned char)*p >= 0x7f)
+			return qerr_perm(e, "'%.64s': the URL contains a character it may not", v);
+	return 0;
+}
+
+/* An excluded recipient or @domain: no blanks, one '@' at most. */
+static int check_exclude(const char *v, struct qerr *e)
+{
+	const char *at = strchr(v, '@');
+	if (at == NULL || strchr(at + 1, '@') != NULL || at[1] == '\0')
+		return qerr_perm(e, "'%.64s' is neither an address nor an @domain", v);
 	return 0;
 }
 
@@ -690,6 +768,8 @@ int config_validate(const struct config *c, struct qerr *e)
 		return qerr_perm(e, "%s: counters_file must be an absolute path", where);
 	if (c->sendmail[0] != '/')
 		return qerr_perm(e, "%s: sendmail must be an absolute path", where);
+	if (c->link_key_file_previous[0] && strcmp(c->link_key_file_previous, c->link_key_file) == 0)
+		return qerr_perm(e, "%s: link_key_file_previous must name another file than link_key_file", where);
 	if (c->group[0] != '\0' && c->user[0] == '\0')
 		return qerr_perm(e, "%s: group is set but user is not", where);
 	return 0;

@@ -54,6 +54,23 @@ struct config {
 	char **allow_from;       /* client addresses/networks (REMOTE_ADDR) */
 	size_t n_allow_from;
 
+	/* users' digest and pages (digest.c, pages/) */
+	char *link_key_file;     /* key of the signed links */
+	char *link_key_file_previous; /* the key before a rotation ("" = none) */
+	char *link_lifetime;     /* duration a link stays valid */
+	char *pages_url;         /* public base URL of the pages */
+	char *digest_from;       /* sender of the digest */
+	char *digest_subject;    /* its Subject template */
+	char **digest_actions;   /* actions announced (none = all) */
+	size_t n_digest_actions;
+	char *digest_min_score;  /* lowest score announced ("" = no bound) */
+	char *digest_max_score;  /* highest score announced ("" = no bound) */
+	long digest_rows;        /* rows in one digest */
+	char *digest_template_text; /* operator's text template (absent = built in) */
+	char *digest_template_html; /* operator's HTML template (absent = built in) */
+	char **digest_exclude;   /* recipients or @domains that get no digest */
+	size_t n_digest_exclude;
+
 	/* operator tools */
 	char *sendmail;
 

@@ -156,8 +156,7 @@ static enum release_status get_entry(struct store *s, const char *id, struct qen
 	return r->status = e.cls == QERR_INPUT ? RELEASE_BAD_REQUEST : RELEASE_STORE;
 }
 
-/* The outcome label of a release for /metrics (a fixed set, see metrics.c). */
-static const char *release_outcome(enum release_status st)
+const char *release_outcome(enum release_status st)
 {
 	switch (st) {
 	case RELEASE_OK:

@@ -110,6 +110,11 @@ bool learn_ok(enum learn_status st);
 /* Short fixed names for logs and JSON: "ok", "rejected", "tempfail" ...;
  * "learned", "already-learned", "too-few-tokens", "auth", ... */
 const char *release_status_name(enum release_status st);
+
+/* The outcome label of a release or a send for /metrics' counters (a
+ * fixed set, metrics.c): ok, not_found, refused, rejected, tempfail,
+ * failed. */
+const char *release_outcome(enum release_status st);
 const char *learn_status_name(enum learn_status st);
 
 #endif

@@ -332,3 +332,43 @@ int store_health(struct store *s, struct qerr *e)
 		return 0; /* a backend that cannot fail to take writes */
 	return s->be->health(s->state, e);
 }
+
+/* Checks what every announced-mark call needs before a backend sees it. */
+static int announce_args(struct store *s, const char *rcpt, char *const *ids, size_t n,
+			 struct qerr *e)
+{
+	if (s->be->get_announced == NULL || s->be->set_announced == NULL)
+		return qerr_perm(e, "the %s backend keeps no announced marks", s->be->name);
+	if (rcpt == NULL || *rcpt == '\0')
+		return qerr_input(e, 400, "no recipient");
+	for (size_t i = 0; i < n; i++)
+		if (!store_id_valid(ids[i]))
+			return bad_id(ids[i], e);
+	return 0;
+}
+
+int store_get_announced(struct store *s, const char *rcpt, char *const *ids, size_t n,
+			int64_t *when, struct qerr *e)
+{
+	for (size_t i = 0; i < n; i++)
+		when[i] = 0;
+	if (announce_args(s, rcpt, ids, n, e) < 0)
+		return -1;
+	if (n == 0)
+		return 0;
+	return s->be->get_announced(s->state, rcpt, ids, n, when, e);
+}
+
+int store_set_announced(struct store *s, const char *rcpt, char *const *ids, size_t n,
+			int64_t when, struct qerr *e)
+{
+	if (announce_args(s, rcpt, ids, n, e) < 0)
+		return -1;
+	if (n == 0)
+		return 0;
+	int r = s->be->set_announced(s->state, rcpt, ids, n, when, e);
+	if (r < 0)
+		log_msg(LOG_ERR, "store: %s: announced marks of %zu entries of %s not %s: %s",
+			s->be->name, n, rcpt, when ? "set" : "cleared", e->msg);
+	return r;
+}

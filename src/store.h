@@ -99,6 +99,17 @@ struct store_backend {
 	/* Whether the store takes writes now, cheaply enough to be asked
 	 * every second: 0, or -1 with *e naming why not (for /health). */
 	int (*health)(void *state, struct qerr *e);
+
+	/* Announced marks, for the users' digest (digest.c); ids[0..n) are
+	 * entries of the one recipient rcpt.  get: when[i] gets the time
+	 * ids[i] was announced, 0 if never (or if there is no such entry).
+	 * set: marks them announced at `when`, or clears their marks when
+	 * it is 0; the marks are durable when it returns.  NULL in a backend
+	 * that keeps no entries. */
+	int (*get_announced)(void *state, const char *rcpt, char *const *ids, size_t n,
+			     int64_t *when, struct qerr *e);
+	int (*set_announced)(void *state, const char *rcpt, char *const *ids, size_t n,
+			     int64_t when, struct qerr *e);
 };
 
 extern const struct store_backend store_backend_file;
@@ -144,6 +155,11 @@ int store_stats(struct store *s, struct store_stats *st, struct qerr *e);
 /* 0 while the store takes writes, else -1 with the reason (src/health.c
  * serves it as /health). */
 int store_health(struct store *s, struct qerr *e);
+/* Announced marks of some of rcpt's entries (see the backend's). */
+int store_get_announced(struct store *s, const char *rcpt, char *const *ids, size_t n,
+			int64_t *when, struct qerr *e);
+int store_set_announced(struct store *s, const char *rcpt, char *const *ids, size_t n,
+			int64_t when, struct qerr *e);
 
 /* True if id has the form of an entry ID (checked before any backend). */
 bool store_id_valid(const char *id);

@@ -108,6 +108,7 @@
 #include "addr_path.h"
 #include "config.h"
 #include "log.h"
+#include "store_file_digest.h"
 #include "sync_batch.h"
 
 #define READ_CHUNK 65536
@@ -287,6 +288,15 @@ static int rcpt_rel(const char *rcpt, char *rel, size_t len, struct qerr *e)
 	if (addr_path(rcpt ? rcpt : "", rel, len) < 0)
 		return qerr_perm(e, "file store: no directory name for recipient");
 	return 0;
+}
+
+/* For the announced marks (store_file_digest.c): rcpt's directory. */
+int store_file_user_dir(void *state, const char *rcpt, int *ufd, struct qerr *e)
+{
+	char rel[REL_MAX];
+	if (rcpt_rel(rcpt, rel, sizeof rel, e) < 0)
+		return -1;
+	return open_rel(state, rel, false, ufd, e);
 }
 
 static int scan_for_entry(struct fstore *fs, const char *id, char *rel, size_t len,
@@ -1795,4 +1805,6 @@ const struct store_backend store_backend_file = {
 	.expire = file_expire,
 	.stats = file_stats,
 	.health = file_health,
+	.get_announced = file_get_announced,
+	.set_announced = file_set_announced,
 };

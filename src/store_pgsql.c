@@ -126,6 +126,13 @@ static const struct pg_stmt stmts[] = {
 	  "to_timestamp($1::bigint), $2::bigint, $3::bigint)", 3 },
 	{ "rq_stats_entries", "SELECT status, count(*) FROM entries GROUP BY status", 0 },
 	{ "rq_stats_contents", "SELECT count(*), coalesce(sum(size), 0) FROM contents", 0 },
+	/* the users' digest: announced marks, by the primary key */
+	{ "rq_get_announced",
+	  "SELECT id, extract(epoch FROM announced_at)::bigint FROM entries"
+	  " WHERE id = ANY ($1::text[]) AND announced_at IS NOT NULL", 1 },
+	{ "rq_set_announced",
+	  "UPDATE entries SET announced_at = CASE WHEN $2::bigint = 0 THEN NULL"
+	  " ELSE to_timestamp($2::bigint) END WHERE id = ANY ($1::text[])", 2 },
 };
 
 /* ---------------------------------------------------------------- errors */
@@ -1202,6 +1209,66 @@ static int pg_health(void *state, struct qerr *e)
 	return rc;
 }
 
+/* IDs as a text[] literal: they are checked hex, nothing to quote. */
+static char *id_array(char *const *ids, size_t n)
+{
+	struct buf b = { 0 };
+	buf_appendc(&b, '{');
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			buf_appendc(&b, ',');
+		buf_appends(&b, ids[i]);
+	}
+	buf_appendc(&b, '}');
+	return buf_steal(&b);
+}
+
+static int pg_get_announced(void *state, const char *rcpt, char *const *ids, size_t n,
+			    int64_t *when, struct qerr *e)
+{
+	struct pg_state *st = state;
+	enum pgsql_errkind kind;
+	(void)rcpt; /* the IDs are unique on their own */
+	if (pg_ready(st, e) < 0)
+		return -1;
+	char *arr = id_array(ids, n);
+	const char *v[1] = { arr };
+	PGresult *r = pg_run(st, "rq_get_announced", 1, v, PGRES_TUPLES_OK,
+			     "reading announced marks", &kind, e);
+	free(arr);
+	if (r == NULL)
+		return -1;
+	for (int row = 0; row < PQntuples(r); row++) {
+		const char *id = PQgetvalue(r, row, 0);
+		for (size_t i = 0; i < n; i++)
+			if (strcmp(ids[i], id) == 0)
+				when[i] = strtoll(PQgetvalue(r, row, 1), NULL, 10);
+	}
+	PQclear(r);
+	return 0;
+}
+
+static int pg_set_announced(void *state, const char *rcpt, char *const *ids, size_t n,
+			    int64_t when, struct qerr *e)
+{
+	struct pg_state *st = state;
+	enum pgsql_errkind kind;
+	char t[32];
+	(void)rcpt;
+	if (pg_ready(st, e) < 0)
+		return -1;
+	snprintf(t, sizeof t, "%lld", (long long)when);
+	char *arr = id_array(ids, n);
+	const char *v[2] = { arr, t };
+	PGresult *r = pg_run(st, "rq_set_announced", 2, v, PGRES_COMMAND_OK,
+			     "setting announced marks", &kind, e);
+	free(arr);
+	if (r == NULL)
+		return -1;
+	PQclear(r);
+	return 0;
+}
+
 const struct store_backend store_backend_pgsql = {
 	.name = "pgsql",
 	.open = pg_open,
@@ -1218,4 +1285,6 @@ const struct store_backend store_backend_pgsql = {
 	.expire = pg_expire,
 	.stats = pg_stats,
 	.health = pg_health,
+	.get_announced = pg_get_announced,
+	.set_announced = pg_set_announced,
 };

@@ -17,7 +17,7 @@
 
 /* The schema version this code speaks (sql/schema.sql; sql/upgrade/
  * takes older databases there). */
-#define PGSQL_SCHEMA_VERSION 3
+#define PGSQL_SCHEMA_VERSION 4
 #define PGSQL_SCHEMA_FILE "sql/schema.sql"
 #define PGSQL_UPGRADE_DIR "sql/upgrade/"
 

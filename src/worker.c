@@ -37,6 +37,7 @@
 #include "ingest.h"
 #include "log.h"
 #include "metrics.h"
+#include "pages.h"
 #include "store.h"
 
 /* Longest a single read or write on a connection may wait. */
@@ -227,6 +228,16 @@ static void log_request(const struct ingest_result *r, int status, int64_t ms,
 	buf_free(&b);
 }
 
+/* One request of the users' pages; they answer and log for themselves. */
+static void handle_page(struct store *s, const struct config *c, FCGX_Request *req)
+{
+	struct buf out = { 0 };
+	pages_request(s, c, req->envp, fcgi_read, req, &out);
+	if (out.len > INT_MAX || FCGX_PutStr(out.data, (int)out.len, req->out) != (int)out.len)
+		log_warn("could not send a page: the web server went away");
+	buf_free(&out);
+}
+
 /* Handles one accepted request, from parameters to answer. */
 static void handle_request(struct store *s, const struct config *c, FCGX_Request *req)
 {
@@ -264,8 +275,7 @@ static void send_answer(FCGX_Request *req, const struct buf *out, const char *wh
  * FastCGI parameter RQ_SERVICE: ingest (also when it is absent or empty,
  * so server blocks written before there was a choice keep working),
  * metrics, health, pages.  Each location sets its own value, so a request
- * for one service can never reach another: an unknown value, and pages,
- * which this daemon does not serve, get 404.
+ * for one service can never reach another: an unknown value gets 404.
  */
 static void dispatch(struct store *s, const struct config *c, FCGX_Request *req)
 {
@@ -281,6 +291,8 @@ static void dispatch(struct store *s, const struct config *c, FCGX_Request *req)
 	} else if (strcmp(svc, "health") == 0) {
 		health_respond(s, c, method, &out);
 		send_answer(req, &out, "health");
+	} else if (strcmp(svc, "pages") == 0) {
+		handle_page(s, c, req);
 	} else {
 		buf_appends(&out, "Status: 404 Not Found\r\nContent-Type: application/json\r\n\r\n"
 			    "{\"error\":\"no such service here (RQ_SERVICE)\"}\n");
@@ -323,6 +335,10 @@ int worker_main(const struct config *c, int listen_fd)
 		log_err("worker: cannot open the %s store: %s", c->backend, e.msg);
 		return 75; /* EX_TEMPFAIL: the master retries with back-off */
 	}
+	/* Releases and deletes from the users' pages are counted where the
+	 * operator's tool counts its own, for /metrics. */
+	char counters[4096];
+	metrics_cli_setup(metrics_counters_path(c, counters, sizeof counters));
 	if (FCGX_Init() != 0) {
 		log_err("worker: FCGX_Init failed");
 		store_close(s);

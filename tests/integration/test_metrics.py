@@ -333,8 +333,8 @@ class MetricsCase(h.ServerTestCase):
 
     def test_routing(self):
         """Each location reaches its own service only: a POST to /metrics
-        stores nothing (405), RQ_SERVICE=pages or an unknown value never
-        reaches ingest (404), and no RQ_SERVICE at all is ingest, as for
+        stores nothing (405), RQ_SERVICE=pages or an unknown value (404)
+        never reaches ingest, and no RQ_SERVICE at all is ingest, as for
         server blocks written before there was a choice."""
         s = self.stack()
         raw = unique_request("RT", 1)
@@ -344,10 +344,14 @@ class MetricsCase(h.ServerTestCase):
         self.assertIn("GET", hdrs.get("allow", ""))
         self.assertEqual(h.post(s.port, "/metrics", b"", method="HEAD")[0], 200)
         env, b2 = h.meta_env(raw)
-        for svc in ("pages", "Ingest", "metricsx"):
+        for svc in ("Ingest", "metricsx"):
             e = dict(env, RQ_SERVICE=svc)
             status = h.fcgi_post(s.daemon.socket, e, b2)[0]
             self.assertEqual(status, 404, svc)
+        # The pages take no mail: whatever they answer (here 503, no link
+        # key is configured), it is not ingest's 200 and nothing is stored.
+        status = h.fcgi_post(s.daemon.socket, dict(env, RQ_SERVICE="pages"), b2)[0]
+        self.assertNotEqual(status, 200)
         self.assertEqual(s.daemon.entries(), [])
         e = {k: v for k, v in env.items() if k != "RQ_SERVICE"}
         self.assertEqual(h.fcgi_post(s.daemon.socket, e, b2)[0], 200)

@@ -31,6 +31,7 @@ T0 = 1767225600  # 2026-01-01T00:00:00Z
 SCHEMA_V1_COMMIT = "535b931c90d492d5d42dc371853f7814957372a6"
 UPGRADE_002 = os.path.join(h.ROOT, "sql", "upgrade", "002-contents-lz4.sql")
 UPGRADE_003 = os.path.join(h.ROOT, "sql", "upgrade", "003-entries-message-index.sql")
+UPGRADE_004 = os.path.join(h.ROOT, "sql", "upgrade", "004-entries-announced.sql")
 
 
 def spam_body(n, tag=b""):
@@ -176,14 +177,14 @@ class PgsqlCase(h.ServerTestCase):
         d = h.Daemon(self.tmp, "pgsql", db.conninfo(), workers=1)
         rc, _, err = d.cli("list")
         self.assertNotEqual(rc, 0)
-        self.assertIn("database schema version none, expected 3: apply sql/schema.sql", err)
+        self.assertIn("database schema version none, expected 4: apply sql/schema.sql", err)
 
         db2 = self.new_db()
         db2.query("UPDATE schema_version SET version = 99")
         d2 = h.Daemon(self.tmp, "pgsql", db2.conninfo(), workers=1, name="daemon2")
         rc, _, err = d2.cli("list")
         self.assertNotEqual(rc, 0)
-        self.assertIn("database schema version 99, expected 3: the database is newer than"
+        self.assertIn("database schema version 99, expected 4: the database is newer than"
                       " this program", err)
         # The daemon's workers refuse to serve and say why.
         self.add_log("daemon2 log", d2.log)
@@ -193,7 +194,7 @@ class PgsqlCase(h.ServerTestCase):
         except RuntimeError:
             pass  # no worker stays up: as intended
         self.assertTrue(h._wait_for(
-            lambda: "expected 3: the database is newer" in d2.log(), 10), d2.log())
+            lambda: "expected 4: the database is newer" in d2.log(), 10), d2.log())
         d2._kill()
 
     def test_partitions_have_indexes(self):
@@ -265,8 +266,8 @@ class PgsqlCase(h.ServerTestCase):
         self.addCleanup(lambda: d.proc and d.stop(expect=None))
         rc, _, err = d.cli("list")
         self.assertNotEqual(rc, 0)
-        self.assertIn("database schema version 1, expected 3: apply"
-                      " sql/upgrade/002-*.sql to 003-*.sql in order", err)
+        self.assertIn("database schema version 1, expected 4: apply"
+                      " sql/upgrade/002-*.sql to 004-*.sql in order", err)
         self.assertEqual(set(self.message_index(db).values()),
                          {"btree (message_id, received_day)"})
         with self.assertRaises(RuntimeError) as cm:
@@ -288,11 +289,21 @@ class PgsqlCase(h.ServerTestCase):
         self.assertIn("takes schema version 1 to 2; the database has 2", str(cm.exception))
         rc, _, err = d.cli("list")
         self.assertNotEqual(rc, 0)
-        self.assertIn("database schema version 2, expected 3: apply"
-                      " sql/upgrade/003-*.sql", err)
+        self.assertIn("database schema version 2, expected 4: apply"
+                      " sql/upgrade/003-*.sql to 004-*.sql in order", err)
 
         self.pg.apply_file(UPGRADE_003, dbname=db.name)
         self.assertEqual(db.scalar("SELECT version FROM schema_version"), "3")
+        rc, _, err = d.cli("list")
+        self.assertIn("database schema version 3, expected 4: apply"
+                      " sql/upgrade/004-*.sql", err)
+        self.pg.apply_file(UPGRADE_004, dbname=db.name)
+        self.assertEqual(db.scalar("SELECT version FROM schema_version"), "4")
+        self.assertEqual(db.scalar("SELECT count(*) FROM entries WHERE announced_at IS NULL"),
+                         "0")
+        with self.assertRaises(RuntimeError) as cm:
+            self.pg.apply_file(UPGRADE_004, dbname=db.name)
+        self.assertIn("takes schema version 3 to 4; the database has 4", str(cm.exception))
         idx = self.message_index(db)
         self.assertEqual(sorted(idx), ["entries", "entries_20260101", "entries_20260102"])
         self.assertEqual(set(idx.values()), {"btree (message_id)"}, idx)

@@ -812,6 +812,75 @@ static void test_hostile_recipients(void **state)
 	xfree_strv(ids, nids);
 }
 
+/* Announced marks (the users' digest): set, read back, cleared; kept
+ * apart per entry; dropped with the entry they belong to; unaffected by
+ * the entry's other files. */
+static void test_announced_marks(void **state)
+{
+	struct fixture *f = *state;
+	const char *const two[] = { "a@example.org", "b@example.org" };
+	struct put_args a1 = { MSG, sizeof MSG - 1, two, 2, "A1", "s@example.com", NULL };
+	struct put_args a2 = { MSG, sizeof MSG - 1, two, 1, "A2", "s@example.com", NULL };
+	char **i1, **i2;
+	size_t n1, n2, created;
+	struct qerr e;
+	put_ok(f->s, &a1, &i1, &n1, &created);
+	put_ok(f->s, &a2, &i2, &n2, &created);
+	char *mine[2] = { i1[0], i2[0] }; /* a's two entries */
+	int64_t when[2] = { -1, -1 };
+	assert_int_equal(store_get_announced(f->s, "a@example.org", mine, 2, when, &e), 0);
+	assert_true(when[0] == 0 && when[1] == 0);
+	/* nobody without a directory has marks, and setting them fails */
+	assert_int_equal(store_get_announced(f->s, "z@example.org", mine, 2, when, &e), 0);
+	assert_int_equal(store_set_announced(f->s, "z@example.org", mine, 1, 5, &e), -1);
+
+	assert_int_equal(store_set_announced(f->s, "a@example.org", mine, 1, 1000, &e), 0);
+	assert_int_equal(store_get_announced(f->s, "A@Example.org", mine, 2, when, &e), 0);
+	assert_int_equal(when[0], 1000);
+	assert_int_equal(when[1], 0);
+	/* b's entry of the same message is another entry */
+	int64_t wb = -1;
+	assert_int_equal(store_get_announced(f->s, "b@example.org", &i1[1], 1, &wb, &e), 0);
+	assert_int_equal(wb, 0);
+	/* a second mark keeps the first; clearing takes only what it names */
+	assert_int_equal(store_set_announced(f->s, "a@example.org", &mine[1], 1, 2000, &e), 0);
+	assert_int_equal(store_get_announced(f->s, "a@example.org", mine, 2, when, &e), 0);
+	assert_true(when[0] == 1000 && when[1] == 2000);
+	assert_int_equal(store_set_announced(f->s, "a@example.org", &mine[1], 1, 0, &e), 0);
+	assert_int_equal(store_get_announced(f->s, "a@example.org", mine, 2, when, &e), 0);
+	assert_true(when[0] == 1000 && when[1] == 0);
+	/* an entry that goes takes its mark with it at the next write */
+	assert_int_equal(store_remove(f->s, mine[0], &e), 0);
+	assert_int_equal(store_set_announced(f->s, "a@example.org", &mine[1], 1, 3000, &e), 0);
+	char path[512];
+	snprintf(path, sizeof path, "%s/users/example.org/a/.announced", f->root);
+	struct buf b = { 0 };
+	FILE *fp = fopen(path, "r");
+	assert_non_null(fp);
+	char line[128];
+	while (fgets(line, sizeof line, fp))
+		buf_appends(&b, line);
+	fclose(fp);
+	char want[64];
+	snprintf(want, sizeof want, "%s 3000\n", mine[1]);
+	assert_string_equal(b.data, want);
+	buf_free(&b);
+	/* the marks file is no entry: list, stats and expire pass it by */
+	struct store_stats ss;
+	assert_int_equal(store_stats(f->s, &ss, &e), 0);
+	assert_int_equal(ss.entries, 2);
+	struct store_filter fl = all_filter();
+	fl.rcpt = "a@example.org";
+	struct listed l;
+	assert_int_equal(list_n(f->s, &fl, &l), 1);
+	/* malformed IDs never reach the backend */
+	char *bad[1] = { (char *)"../../etc" };
+	assert_int_equal(store_set_announced(f->s, "a@example.org", bad, 1, 5, &e), -1);
+	assert_int_equal(e.cls, QERR_NOTFOUND);
+	xfree_strv(i1, n1);
+	xfree_strv(i2, n2);
+}
+
 static void test_size_limits(void **state)
 {
 	struct fixture *f = *state;
@@ -1476,6 +1545,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_set_status_keeps_mtime, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hostile_recipients, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_size_limits, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_announced_marks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failure_leaves_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_cleans_tmp, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_orphans_swept_by_expire, setup, teardown),

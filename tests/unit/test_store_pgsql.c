@@ -335,16 +335,18 @@ static void test_schema_advice(void **state)
 {
 	char out[100];
 	(void)state;
-	assert_int_equal(PGSQL_SCHEMA_VERSION, 3);
+	assert_int_equal(PGSQL_SCHEMA_VERSION, 4);
 	pgsql_schema_advice(-1, out, sizeof out);
 	assert_string_equal(out, "apply sql/schema.sql");
 	pgsql_schema_advice(0, out, sizeof out);
 	assert_string_equal(out, "apply sql/schema.sql");
 	pgsql_schema_advice(1, out, sizeof out);
-	assert_string_equal(out, "apply sql/upgrade/002-*.sql to 003-*.sql in order");
+	assert_string_equal(out, "apply sql/upgrade/002-*.sql to 004-*.sql in order");
 	pgsql_schema_advice(2, out, sizeof out);
-	assert_string_equal(out, "apply sql/upgrade/003-*.sql");
+	assert_string_equal(out, "apply sql/upgrade/003-*.sql to 004-*.sql in order");
 	pgsql_schema_advice(3, out, sizeof out);
+	assert_string_equal(out, "apply sql/upgrade/004-*.sql");
+	pgsql_schema_advice(4, out, sizeof out);
 	assert_string_equal(out, "the database is newer than this program");
 	pgsql_schema_advice(99, out, sizeof out);
 	assert_string_equal(out, "the database is newer than this program");
