@@ -132,11 +132,13 @@
 #define GZ_LEVEL 1               /* most of the saving on mail, at the least CPU */
 #define GZ_OUT 65536             /* deflate output collected before a write */
 #define PAYLOAD_MAGIC 0x31455152u /* "RQE1": a log record of this store */
+#define KEEP_DIRS 128            /* user directories a commit keeps open */
 
 struct fstore {
 	char *root;
 	int rootfd, tmpfd, usersfd, idsfd;
 	int walfd;          /* wal/, once there is one */
+	int xfd[256];       /* ids/<xx>/ kept open by commits, -1 until used */
 	struct wal *wal;    /* this process's log, from its first commit */
 	unsigned long counter;
 	bool gzip;  /* compress = gzip: new content is stored deflated */
@@ -542,6 +544,9 @@ static void file_close(void *state)
 	if (fs == NULL)
 		return;
 	wal_close(fs->wal);
+	for (size_t i = 0; i < 256; i++)
+		if (fs->xfd[i] >= 0)
+			close(fs->xfd[i]);
 	int fds[] = { fs->rootfd, fs->tmpfd, fs->usersfd, fs->idsfd, fs->walfd };
 	for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
 		if (fds[i] >= 0)
@@ -561,6 +566,8 @@ static int file_open(void **state, const struct config *c, struct qerr *e)
 	fs->root = xstrdup(c->file_root);
 	fs->gzip = c->compress != NULL && strcmp(c->compress, "gzip") == 0;
 	fs->tmpfd = fs->usersfd = fs->idsfd = fs->walfd = -1;
+	for (size_t i = 0; i < 256; i++)
+		fs->xfd[i] = -1;
 	fs->rootfd = open(c->file_root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fs->rootfd < 0) {
 		qerr_perm(e, "file store: cannot open %.200s: %s", c->file_root, strerror(errno));
@@ -689,6 +696,7 @@ struct made {
 	char rel[REL_MAX];
 	const char *id;
 	char *json;     /* the entry's metadata */
+	int ufd;        /* its directory, kept open from look_one to publish_one */
 	bool skip;      /* the entry existed before: stored and durable */
 	bool repair;    /* its .json existed without content: a crash's leftover */
 	bool eml, json_made, link;
@@ -752,28 +760,34 @@ static int make_id_link(struct fstore *fs, const char *id, const char *rel, stru
 {
 	char xx[3] = { id[0], id[1], '\0' };
 	char tmp[64];
-	int xfd;
-	if (open_subdir(fs->idsfd, xx, CREATE_LATER, &xfd, e) != 0)
+	unsigned b = (unsigned)strtoul(xx, NULL, 16) & 255;
+	if (fs->xfd[b] < 0 && open_subdir(fs->idsfd, xx, CREATE_LATER, &fs->xfd[b], e) != 0)
 		return -1;
-	char *target = xasprintf("../../users/%s", rel);
-	int r = 0;
-	if (symlinkat(target, xfd, id) == 0) {
-		/* the usual case: no link of that id yet */
-	} else if (errno != EEXIST) {
-		r = io_err(e, "cannot create link for", id);
-	} else {
-		/* a leftover: replaced in one step */
-		tmp_name(fs, tmp, sizeof tmp);
-		if (symlinkat(target, xfd, tmp) < 0) {
-			r = io_err(e, "cannot create link for", id);
-		} else if (renameat(xfd, tmp, xfd, id) < 0) {
-			r = io_err(e, "cannot create link for", id);
-			unlinkat(xfd, tmp, 0);
-		}
+	char target[32 + REL_MAX];
+	snprintf(target, sizeof target, "../../users/%s", rel);
+	int sr = symlinkat(target, fs->xfd[b], id);
+	if (sr < 0 && errno == ENOENT) {
+		/* the directory kept open was removed (by hand): open it anew */
+		close(fs->xfd[b]);
+		fs->xfd[b] = -1;
+		if (open_subdir(fs->idsfd, xx, CREATE_LATER, &fs->xfd[b], e) != 0)
+			return -1;
+		sr = symlinkat(target, fs->xfd[b], id);
 	}
-	free(target);
-	close(xfd);
-	return r;
+	if (sr == 0)
+		return 0; /* the usual case: no link of that id yet */
+	if (errno != EEXIST)
+		return io_err(e, "cannot create link for", id);
+	/* a leftover: replaced in one step */
+	tmp_name(fs, tmp, sizeof tmp);
+	if (symlinkat(target, fs->xfd[b], tmp) < 0)
+		return io_err(e, "cannot create link for", id);
+	if (renameat(fs->xfd[b], tmp, fs->xfd[b], id) < 0) {
+		io_err(e, "cannot create link for", id);
+		unlinkat(fs->xfd[b], tmp, 0);
+		return -1;
+	}
+	return 0;
 }
 
 /* Gives entry id in ufd its metadata: written to a new file in tmp/
@@ -811,7 +825,7 @@ static int put_json(struct fstore *fs, int ufd, const char *id, const char *json
 
 /* Looks at what a recipient's directory already holds for id: the
  * entry whole (skip), or a .json whose content a crash took (repair). */
-static int look_one(struct fstore *fs, struct made *w, struct qerr *e)
+static int look_one(struct fstore *fs, struct made *w, bool keep, struct qerr *e)
 {
 	char name[ENTRY_ID_LEN + 8];
 	struct stat st;
@@ -828,7 +842,10 @@ static int look_one(struct fstore *fs, struct made *w, struct qerr *e)
 	} else if (errno != ENOENT) {
 		r = io_err(e, "cannot look at", name);
 	}
-	close(ufd);
+	if (keep && r == 0 && !w->skip)
+		w->ufd = ufd;
+	else
+		close(ufd);
 	return r;
 }
 
@@ -839,18 +856,14 @@ static int look_one(struct fstore *fs, struct made *w, struct qerr *e)
 static int publish_one(struct fstore *fs, struct fput *p, const struct qmeta *m, struct made *w,
 		       size_t *created, struct qerr *e)
 {
-	char name[ENTRY_ID_LEN + 8];
-	struct stat st;
-	int ufd;
-	if (open_rel(fs, w->rel, CREATE_LATER, &ufd, e) != 0)
+	int ufd = w->ufd;
+	w->ufd = -1;
+	if (ufd < 0 && open_rel(fs, w->rel, CREATE_LATER, &ufd, e) != 0)
 		return -1;
-	snprintf(name, sizeof name, "%s.json", w->id);
-	int r = 0;
-	if (!w->repair && fstatat(ufd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-		close(ufd); /* committed meanwhile: theirs */
-		return 0;
-	}
-	r = link_content_from(fs->tmpfd, p->name, p->z != NULL, ufd, w->id, e);
+	/* An entry another commit made meanwhile gets our content linked
+	 * over its own (the same bytes, durable in our record) and keeps
+	 * its metadata: put_json finds it. */
+	int r = link_content_from(fs->tmpfd, p->name, p->z != NULL, ufd, w->id, e);
 	w->eml = r == 0;
 	if (r == 0 && w->repair) {
 		(*created)++; /* the .json there is this entry's, as before */
@@ -934,11 +947,13 @@ static int file_put_commit(void *put, const struct qmeta *m, char *const *ids,
 	struct made *mk = xcalloc(n ? n : 1, sizeof *mk);
 	int r = 0;
 	size_t todo = 0;
+	for (size_t i = 0; i < n; i++)
+		mk[i].ufd = -1;
 	for (size_t i = 0; r == 0 && i < n; i++) {
 		mk[i].id = ids[i];
 		r = rcpt_rel(m->rcpt[i], mk[i].rel, sizeof mk[i].rel, e);
 		if (r == 0)
-			r = look_one(fs, &mk[i], e);
+			r = look_one(fs, &mk[i], i < KEEP_DIRS, e);
 		if (r == 0 && !mk[i].skip) {
 			struct qentry qe;
 			memset(&qe, 0, sizeof qe);
@@ -971,8 +986,11 @@ static int file_put_commit(void *put, const struct qmeta *m, char *const *ids,
 	}
 	if (r < 0)
 		*created = 0;
-	for (size_t j = 0; j < n; j++)
+	for (size_t j = 0; j < n; j++) {
 		free(mk[j].json);
+		if (mk[j].ufd >= 0)
+			close(mk[j].ufd);
+	}
 	free(mk);
 	put_free(p);
 	return r;
