@@ -242,6 +242,70 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* This boot's identity (36 characters), so that a time of the monotonic
+ * clock written by an earlier boot is never taken for one of this boot. */
+static void boot_id(char out[36])
+{
+	memset(out, 0, 36);
+	int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		if (read(fd, out, 36) != 36)
+			memset(out, 0, 36);
+		close(fd);
+	}
+}
+
+/*
+ * Makes the file system durable for a checkpoint whose file switched at
+ * `since` (CLOCK_MONOTONIC, ns).  Every process of the store checkpoints
+ * about once a second, and one syncfs covers all of their names: so they
+ * share the work through wal/.synced, which holds the boot's id and the
+ * time at which the last completed syncfs began.  A syncfs that began
+ * after the switch has made everything this file's records describe
+ * durable, and is not repeated; the file's lock makes the others wait
+ * for one in progress rather than start their own.  Without the file
+ * (a read-only store, say) each process syncs for itself.
+ */
+static int shared_syncfs(struct wal *w, int64_t since)
+{
+	char id[36];
+	unsigned char rec[44];
+	boot_id(id);
+	int fd = openat(w->walfd, ".synced", O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0 || flock(fd, LOCK_EX) < 0) {
+		if (fd >= 0)
+			close(fd);
+		return syncfs(w->rootfd);
+	}
+	int64_t last;
+	if (pread(fd, rec, sizeof rec, 0) == (ssize_t)sizeof rec && id[0] != '\0' &&
+	    memcmp(rec, id, 36) == 0) {
+		memcpy(&last, rec + 36, 8);
+		if (last >= since && last <= now_ns()) {
+			close(fd); /* covered by another's syncfs; closing unlocks */
+			return 0;
+		}
+	}
+	int64_t start = now_ns();
+	int r = syncfs(w->rootfd);
+	int err = errno;
+	if (r == 0 && id[0] != '\0') {
+		memcpy(rec, id, 36);
+		memcpy(rec + 36, &start, 8);
+		(void)pwrite_full(fd, rec, sizeof rec, 0);
+	}
+	close(fd);
+	errno = err;
+	return r;
+}
+
 /* The checkpoint thread: switches the commits to the other file, makes
  * the file system durable, retires the records of the first. */
 static void *checkpointer(void *arg)
@@ -271,9 +335,10 @@ static void *checkpointer(void *arg)
 		} else {
 			continue;           /* nothing to retire */
 		}
+		int64_t since = now_ns();
 		pthread_mutex_unlock(&w->mu);
 		int64_t t0 = now_ms();
-		int r = syncfs(w->rootfd) < 0 ? -1 : retire(w, f);
+		int r = shared_syncfs(w, since) < 0 ? -1 : retire(w, f);
 		int err = errno;
 		pthread_mutex_lock(&w->mu);
 		if (r < 0)

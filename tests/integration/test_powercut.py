@@ -384,7 +384,8 @@ class FileStorePowerCut(PowerCutCase):
         conf = d.conf
         problems = []
         wal = os.path.join(root, "wal")
-        self.logs_found += len(os.listdir(wal)) if os.path.isdir(wal) else 0
+        self.logs_found += len([n for n in os.listdir(wal) if not n.startswith(".")]) \
+            if os.path.isdir(wal) else 0
         # The operator's tool first: whatever recovery the store does on
         # opening happens here, as it would after a reboot.
         rc, out, err = h.cli(conf, "list", "--json")
