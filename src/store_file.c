@@ -55,8 +55,9 @@
  *     kernel; one fdatasync makes it durable.  A put whose entries all
  *     exist (a retry) writes nothing;
  *  3. names each entry without syncing anything: the content linked in
- *     as <id>.eml, the metadata written to tmp/ and linked in as
- *     <id>.json (link, not rename: an entry committed meanwhile by
+ *     as <id>.eml, the metadata written to an unnamed file in the user
+ *     directory (O_TMPFILE; where that is missing, to tmp/) and linked
+ *     in as <id>.json (link, not rename: an entry committed meanwhile by
  *     another worker is never overwritten), the ids link.
  *
  * The answer follows step 3.  Until a checkpoint the record stands for
@@ -790,6 +791,51 @@ static int make_id_link(struct fstore *fs, const char *id, const char *rel, stru
 	return 0;
 }
 
+/* Links new metadata in as ufd/name with no temporary name at all: an
+ * unnamed file in the directory itself (O_TMPFILE), linked through
+ * /proc/self/fd.  Saves the commits of all workers from creating and
+ * removing names in the one tmp/ directory they share.  0, 1 if name
+ * exists already, -1 on failure, 2 if this way is not available here
+ * (no O_TMPFILE on this file system, or no /proc): the caller goes
+ * through tmp/. */
+static int put_json_unnamed(int ufd, const char *name, const char *json, int64_t mtime,
+			    struct qerr *e)
+{
+	static bool unavailable;
+	if (unavailable)
+		return 2;
+	int fd = openat(ufd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		if (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL) {
+			unavailable = true;
+			return 2;
+		}
+		return io_err(e, "cannot create", name);
+	}
+	if (write_full(fd, json, strlen(json)) < 0 || set_mtime(fd, mtime) < 0) {
+		io_err(e, "cannot write", name);
+		close(fd);
+		return -1;
+	}
+	char path[40];
+	snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+	int r = 0;
+	if (linkat(AT_FDCWD, path, ufd, name, AT_SYMLINK_FOLLOW) == 0)
+		r = 0;
+	else if (errno == EEXIST)
+		r = 1;
+	else if (errno == ENOENT && access("/proc/self/fd", F_OK) < 0)
+		r = 2, unavailable = true;
+	else
+		r = io_err(e, "cannot link", name);
+	if (close(fd) < 0 && r == 0) {
+		/* the bytes may not be there: do not keep the name */
+		r = io_err(e, "cannot write", name);
+		unlinkat(ufd, name, 0);
+	}
+	return r;
+}
+
 /* Gives entry id in ufd its metadata: written to a new file in tmp/
  * (dated mtime, not synced), then linked in as <id>.json.  With replace
  * an existing .json (damaged, or a crash's leftover) is overwritten;
@@ -798,8 +844,13 @@ static int put_json(struct fstore *fs, int ufd, const char *id, const char *json
 		    int64_t mtime, bool replace, struct qerr *e)
 {
 	char tmp[64], name[ENTRY_ID_LEN + 8];
-	snprintf(tmp, sizeof tmp, "%ld.%lu.json", (long)getpid(), ++fs->counter);
 	snprintf(name, sizeof name, "%s.json", id);
+	if (!replace) {
+		int r = put_json_unnamed(ufd, name, json, mtime, e);
+		if (r != 2)
+			return r;
+	}
+	snprintf(tmp, sizeof tmp, "%ld.%lu.json", (long)getpid(), ++fs->counter);
 	int fd = openat(fs->tmpfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return io_err(e, "cannot create tmp/", tmp);
