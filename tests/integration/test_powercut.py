@@ -249,7 +249,13 @@ class Load:
 
 def take_copies(load, image, outdir, n, seconds):
     """Runs for about `seconds`, copying image n times at random instants;
-    returns [(copy path, messages answered 200 before the copy began)]."""
+    returns [(copy path, messages answered 200 before the copy began)].
+    The clock starts with the first answers, so that no copy comes
+    before there is anything to check (a loaded machine may take seconds
+    to answer the first POST)."""
+    deadline = time.monotonic() + 60
+    while len(load.answered_before(time.monotonic())) < 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
     start = time.monotonic()
     instants = sorted(random.uniform(0.4, seconds) for _ in range(n))
     copies = []
