@@ -23,8 +23,9 @@ The same for PostgreSQL with its data directory on the loop file system
 and a server started on each copy.
 
 That the oracle can fail is shown by the same run with fsync made a no-op
-(an LD_PRELOAD shim built here; it also makes io_uring unavailable, so
-that the store's syncs all go through the shimmed calls): those copies
+(an LD_PRELOAD shim built here: fsync, fdatasync, syncfs, sync,
+sync_file_range and msync return at once, and io_uring cannot be set up,
+so that no flush can go around the shim): those copies
 must show messages answered 200 and lost.
 
 Needs root and loop devices; a machine without them fails this suite with
@@ -176,6 +177,28 @@ def build_shim(tmp):
     os.chmod(tmp, 0o755)
     os.chmod(so, 0o755)
     return so
+
+
+def preload(shim):
+    """Puts the shim in LD_PRELOAD for the servers started next; returns
+    what to restore.  A daemon built with AddressSanitizer (SAN=1) wants
+    its runtime first among the preloaded libraries: told not to check."""
+    old = (os.environ.get("LD_PRELOAD"), os.environ.get("ASAN_OPTIONS"))
+    if shim:
+        os.environ["LD_PRELOAD"] = shim
+        os.environ["ASAN_OPTIONS"] = ":".join(
+            x for x in (old[1], "verify_asan_link_order=0") if x)
+    return old
+
+
+def unpreload(shim, old):
+    if not shim:
+        return
+    for k, v in zip(("LD_PRELOAD", "ASAN_OPTIONS"), old):
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 def message(tag, i, rcpts, pad=0):
@@ -443,17 +466,11 @@ class FileStorePowerCut(PowerCutCase):
         conf = {"file_root": root}
         if compress:
             conf["compress"] = compress
-        old = os.environ.get("LD_PRELOAD")
-        if shim:
-            os.environ["LD_PRELOAD"] = shim
+        old = preload(shim)
         try:
             s = self.stack(backend="file", extra_conf=conf, workers=4, paths=())
         finally:
-            if shim:
-                if old is None:
-                    del os.environ["LD_PRELOAD"]
-                else:
-                    os.environ["LD_PRELOAD"] = old
+            unpreload(shim, old)
         if shim:
             self.assert_shimmed(s.daemon.worker_pids(), shim)
         load, copies = self.under_load(s.port, img, kind[:4].upper())
@@ -542,11 +559,9 @@ class PgsqlPowerCut(PowerCutCase):
 
     def pg_run(self, kind, shim=None):
         img, mnt = self.inner(kind)
-        old = os.environ.get("LD_PRELOAD")
         pgmod = h._pgcluster_class()
         pg = pgmod(os.path.join(mnt, "pg"))
-        if shim:
-            os.environ["LD_PRELOAD"] = shim
+        old = preload(shim)
         try:
             pg.start()
             self.addCleanup(pg.stop)
@@ -555,11 +570,7 @@ class PgsqlPowerCut(PowerCutCase):
             # the shim does to the server's own syncs
             os.sync()
         finally:
-            if shim:
-                if old is None:
-                    del os.environ["LD_PRELOAD"]
-                else:
-                    os.environ["LD_PRELOAD"] = old
+            unpreload(shim, old)
         if shim:
             self.assert_shimmed([pg.pid], shim)
         load, copies = self.under_load(s.port, img, "PG" + kind[:2].upper())
