@@ -428,14 +428,6 @@ static int load_entry(int dirfd, const char *id, struct qentry *out, struct qerr
 	return 0;
 }
 
-/* Starts writing a file's dirty pages back without waiting, so that a
- * later fsync of any file finds them on their way (a hint: errors show up
- * at that fsync). */
-static void start_writeback(int fd)
-{
-	(void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
-}
-
 /* Gives a metadata file the entry's received time as its modification
  * time: list and expire read the time from there (see the top). */
 static int set_mtime(int fd, int64_t t)
@@ -445,32 +437,19 @@ static int set_mtime(int fd, int64_t t)
 	return futimens(fd, ts);
 }
 
-/* Writes metadata text to the new file dirfd/name, dated mtime.  With
- * keep NULL the file is fsynced and closed; else its writeback is
- * started and its descriptor goes to *keep, for the caller to fsync with
- * others.  On failure the file is removed again. */
+/* Writes metadata text to the new file dirfd/name, dated mtime, and
+ * fsyncs it.  On failure the file is removed again. */
 static int write_tmp_named(int dirfd, const char *name, const char *text, int64_t mtime,
-			   int *keep, struct qerr *e)
+			   struct qerr *e)
 {
 	int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return io_err(e, "cannot create", name);
-	bool bad = write_full(fd, text, strlen(text)) < 0 || set_mtime(fd, mtime) < 0;
-	if (!bad && keep == NULL)
-		bad = fsync(fd) < 0;
-	else if (!bad)
-		start_writeback(fd);
+	bool bad = write_full(fd, text, strlen(text)) < 0 || set_mtime(fd, mtime) < 0 ||
+		   fsync(fd) < 0;
+	if (close(fd) < 0)
+		bad = true;
 	if (bad) {
-		io_err(e, "cannot write", name);
-		close(fd);
-		unlinkat(dirfd, name, 0);
-		return -1;
-	}
-	if (keep != NULL) {
-		*keep = fd;
-		return 0;
-	}
-	if (close(fd) < 0) {
 		io_err(e, "cannot write", name);
 		unlinkat(dirfd, name, 0);
 		return -1;
@@ -485,7 +464,7 @@ static int replace_file(struct fstore *fs, int dirfd, const char *name, const ch
 {
 	char tmp[64];
 	tmp_name(fs, tmp, sizeof tmp);
-	if (write_tmp_named(dirfd, tmp, text, mtime, NULL, e) < 0)
+	if (write_tmp_named(dirfd, tmp, text, mtime, e) < 0)
 		return -1;
 	if (renameat(dirfd, tmp, dirfd, name) < 0) {
 		io_err(e, "cannot rename to", name);
