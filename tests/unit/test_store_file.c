@@ -1705,6 +1705,44 @@ static void test_close_retires_log(void **state)
 	xfree_strv(ids, nids);
 }
 
+/* A store an earlier version wrote has users/, ids/ and tmp/ but no
+ * wal/: it is opened, listed and read as it is, and its first new
+ * message makes wal/ (an upgrade in place, no conversion). */
+static void test_store_of_earlier_version(void **state)
+{
+	struct fixture *f = *state;
+	struct put_args a = { MSG, sizeof MSG - 1, THREE, 3, "QV", NULL, NULL };
+	char **ids;
+	size_t nids, created;
+	put_ok(f->s, &a, &ids, &nids, &created);
+	store_close(f->s);
+	f->s = NULL;
+	char p[600];
+	snprintf(p, sizeof p, "%s/wal", f->root);
+	char cmd[700];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", p);
+	assert_int_equal(system(cmd), 0);
+	struct stat st;
+	assert_int_equal(stat(p, &st), -1);
+	struct qerr e;
+	assert_int_equal(store_open(&f->s, &f->c, &e), 0);
+	assert_int_equal(stat(p, &st), -1); /* opening alone makes nothing */
+	struct store_filter all = all_filter();
+	struct listed l;
+	assert_int_equal(list_n(f->s, &all, &l), 3);
+	struct buf b = { 0 };
+	assert_int_equal(store_read_content(f->s, ids[1], collect_cb, &b, &e), 0);
+	assert_int_equal(b.len, sizeof MSG - 1);
+	buf_free(&b);
+	xfree_strv(ids, nids);
+	struct put_args a2 = { MSG, sizeof MSG - 1, THREE, 3, "QV2", NULL, NULL };
+	put_ok(f->s, &a2, &ids, &nids, &created);
+	assert_int_equal(created, 3);
+	assert_int_equal(stat(p, &st), 0);
+	assert_int_equal(list_n(f->s, &all, &l), 6);
+	xfree_strv(ids, nids);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1734,6 +1772,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_replay_after_crash, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_torn_record_not_replayed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_close_retires_log, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_store_of_earlier_version, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
