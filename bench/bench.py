@@ -18,7 +18,13 @@ as JSON to $OUT (default bench/results.json).
 Environment: B (build dir), BENCH_BIN (helpers built by run.sh),
 DUR (seconds per load run; default 5, QUICK=1: 2), FULL=1, QUICK=1,
 BENCH_SIZES, BENCH_CONCS, BENCH_RCPTS (comma-separated, to run part of
-the matrix).
+the matrix), BENCH_SERVERS (comma-separated subset of fcgi_min, null,
+file, file_gzip, pgsql, fsync_loop, pgbench), BENCH_SPREAD (recipient
+pool of the spread cells, default 1000; 0: none), BENCH_FS
+(comma-separated: root, ext4, xfs; the load matrix runs once on each:
+root is the temp directory's file system, ext4 and xfs are file systems
+the benchmark makes on a loop device, with the PostgreSQL cluster and
+the fsync loop on them too).
 """
 
 import json
@@ -44,7 +50,7 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 SIZES = [4096, 65536, 1 << 20]
 CONCS = [1, 8, 32]
-RCPTS = [1, 5]
+RCPTS = [1, 5, 50]
 if QUICK:
     CONCS = [1, 8]
 
@@ -57,6 +63,10 @@ def _env_list(name, default):
 SIZES = _env_list("BENCH_SIZES", SIZES)
 CONCS = _env_list("BENCH_CONCS", CONCS)
 RCPTS = _env_list("BENCH_RCPTS", RCPTS)
+SERVERS = (os.environ.get("BENCH_SERVERS") or
+           "fcgi_min,null,file,file_gzip,pgsql,fsync_loop,pgbench").split(",")
+SPREAD = int(os.environ.get("BENCH_SPREAD") or 1000)
+FSES = (os.environ.get("BENCH_FS") or "root").split(",")
 
 results = {"machine": {}, "load": [], "storage": [], "size_curve": [], "store_curve": []}
 
@@ -172,14 +182,16 @@ def hwm_kb(pid):
 _tag = [0]
 
 
-def run_wrk(port, files, conc, dur=None):
+def run_wrk(port, files, conc, dur=None, spread=None):
     _tag[0] += 1
-    hf, bh, br = files
+    hf, bh, br = files[:3]
     threads = max(1, min(conc, 2))
     args = ["wrk", "-t", str(threads), "-c", str(conc), "-d", "%ds" % max(1, int(dur or DUR)),
             "--timeout", "120s", "-s", os.path.join(HERE, "post.lua"),
             "http://127.0.0.1:%d/quarantine" % port, "--", hf, bh, br,
             "r%d%d" % (os.getpid(), _tag[0])]
+    if spread:
+        args += [str(spread[0]), str(spread[1])]
     p = subprocess.run(args, capture_output=True, text=True, timeout=600)
     m = re.search(r"^RESULT (\{.*\})$", p.stdout, re.M)
     if not m:
@@ -187,13 +199,13 @@ def run_wrk(port, files, conc, dur=None):
     return json.loads(m.group(1))
 
 
-def measure(port, server_pids_fn, nginx_pid, files, conc, dur=None):
+def measure(port, server_pids_fn, nginx_pid, files, conc, dur=None, spread=None):
     """One wrk run; messages/s, latency, CPU s per 1000 messages (server
     and nginx), peak RSS per worker."""
     spids = server_pids_fn()
     npids = proc_tree(nginx_pid)
     c0s, c0n = cpu_ticks(spids), cpu_ticks(npids)
-    w = run_wrk(port, files, conc, dur)
+    w = run_wrk(port, files, conc, dur, spread)
     c1s, c1n = cpu_ticks(spids), cpu_ticks(npids)
     ok = max(1, w["requests"] - w["non2xx"])
     workers = spids[1:] or spids
@@ -231,7 +243,7 @@ def pg_cluster(tmp):
     return _pg[0]
 
 
-def daemon_cell(tmp, backend, conc, files, extra=None, pg=None):
+def daemon_cell(tmp, backend, conc, files, extra=None, pg=None, spread=None):
     d = os.path.join(tmp, "cell%d" % random.getrandbits(32))
     os.makedirs(d)
     os.chmod(d, 0o755)
@@ -241,7 +253,8 @@ def daemon_cell(tmp, backend, conc, files, extra=None, pg=None):
         daemon.wait_workers(conc, timeout=20)
         ng = harness.Nginx(d, daemon.socket).start()
         try:
-            r = measure(ng.port, lambda: proc_tree(daemon.pid), ng.pid, files, conc)
+            r = measure(ng.port, lambda: proc_tree(daemon.pid), ng.pid, files, conc,
+                        spread=spread)
         finally:
             ng.stop()
     finally:
@@ -324,8 +337,12 @@ def pgbench_cell(tmp, pg, size, conc, nrcpt, msg):
     return {"msgs_per_s": float(m.group(1)), "avg_ms": float(lat.group(1)) if lat else None}
 
 
-def load_matrix(tmp):
-    pg = pg_cluster(tmp)
+def load_matrix(tmp, fs="root"):
+    """Every cell of the matrix with file_root, the fsync loop and the
+    PostgreSQL cluster on the file system of tmp.  At concurrency 32 the
+    cells with several recipients run twice: every message to the same
+    recipients, and (spread) each to recipients drawn from SPREAD."""
+    pg = pg_cluster(tmp) if "pgsql" in SERVERS or "pgbench" in SERVERS else None
     for size in SIZES:
         for nrcpt in RCPTS:
             files = write_request_files(tmp, size, nrcpt)
@@ -334,39 +351,112 @@ def load_matrix(tmp):
             with open(files[2], "rb") as f:
                 msg += b"X-Bench-Seq: x\r\n" + f.read()
             for conc in CONCS:
-                cell = {"size": size, "rcpt": nrcpt, "conc": conc}
-                cell["fcgi_min"] = fcgi_cell(tmp, conc, files)
-                for name, backend, extra in (("null", "null", None), ("file", "file", None),
-                                             ("file_gzip", "file", {"compress": "gzip"}),
-                                             ("pgsql", "pgsql", None)):
-                    r, d = daemon_cell(tmp, backend, conc, files, extra,
-                                       pg if backend == "pgsql" else None)
-                    cell[name] = r
-                    shutil.rmtree(d, ignore_errors=True)
-                cell["fsync_loop"] = fsync_cell(tmp, size, conc)
-                cell["pgbench"] = pgbench_cell(tmp, pg, size, conc, nrcpt, msg)
-                results["load"].append(cell)
-                print_cell(cell)
-                save()
+                spreads = [None]
+                if conc >= 32 and SPREAD and nrcpt > 1:
+                    spreads.append((nrcpt, SPREAD))
+                for spread in spreads:
+                    cell = {"fs": fs, "size": size, "rcpt": nrcpt, "conc": conc,
+                            "spread": spread[1] if spread else 0}
+                    if "fcgi_min" in SERVERS:
+                        cell["fcgi_min"] = fcgi_cell(tmp, conc, files)
+                    for name, backend, extra in (("null", "null", None), ("file", "file", None),
+                                                 ("file_gzip", "file", {"compress": "gzip"}),
+                                                 ("pgsql", "pgsql", None)):
+                        if name not in SERVERS:
+                            continue
+                        r, d = daemon_cell(tmp, backend, conc, files, extra,
+                                           pg if backend == "pgsql" else None, spread)
+                        cell[name] = r
+                        shutil.rmtree(d, ignore_errors=True)
+                    if "fsync_loop" in SERVERS:
+                        cell["fsync_loop"] = fsync_cell(tmp, size, conc)
+                    if "pgbench" in SERVERS:
+                        try:
+                            cell["pgbench"] = pgbench_cell(tmp, pg, size, conc, nrcpt, msg)
+                        except RuntimeError as e:
+                            # on a starved machine pgbench may finish no
+                            # transaction in a short run: keep the cell
+                            log("pgbench: %s" % str(e)[:300])
+                            cell["pgbench"] = {"msgs_per_s": 0.0, "error": str(e)[:300]}
+                    results["load"].append(cell)
+                    print_cell(cell)
+                    save()
+    if pg is not None:
+        pg.stop()
+        _pg[0] = None
+
+
+class LoopFs:
+    """A file system made for the benchmark on a loop device: an image
+    file in the temp directory, attached with losetup -f (and detached
+    again: only the device attached here), made and mounted."""
+
+    def __init__(self, tmp, kind, size=6 << 30):
+        self.kind = kind
+        self.img = os.path.join(tmp, "fs-%s.img" % kind)
+        self.mnt = os.path.join(tmp, "fs-%s" % kind)
+        self.dev = None
+        self.mounted = False
+        with open(self.img, "wb") as f:
+            f.truncate(size)
+
+    def __enter__(self):
+        try:
+            self.dev = subprocess.run(["losetup", "-f", "--show", self.img], capture_output=True,
+                                      text=True, check=True).stdout.strip()
+            mk = {"ext4": ["mkfs.ext4", "-q", "-F"], "xfs": ["mkfs.xfs", "-q", "-f"]}[self.kind]
+            subprocess.run(mk + [self.dev], check=True, capture_output=True)
+            os.makedirs(self.mnt)
+            subprocess.run(["mount", self.dev, self.mnt], check=True, capture_output=True)
+            self.mounted = True
+            os.chmod(self.mnt, 0o755)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self.mnt
+
+    def __exit__(self, *a):
+        if self.mounted:
+            subprocess.run(["umount", self.mnt], capture_output=True)
+        if self.dev:
+            subprocess.run(["losetup", "-d", self.dev], capture_output=True)
+        if os.path.exists(self.img):
+            os.unlink(self.img)
+        return False
+
+
+def load_all(tmp):
+    for fs in FSES:
+        if fs == "root":
+            load_matrix(tmp, fs)
+            continue
+        with LoopFs(tmp, fs) as mnt:
+            load_matrix(mnt, fs)
 
 
 def ratio(a, b):
     return a / b if b else 0.0
 
 
+def _rate(c, k):
+    return c[k]["msgs_per_s"] if k in c else 0.0
+
+
 def print_cell(c):
-    f = c["fcgi_min"]["msgs_per_s"]
-    log("size %7d rcpt %d conc %2d | fcgi_min %7.0f/s | null %7.0f/s %.2f | file %6.0f/s "
+    f = _rate(c, "fcgi_min")
+    log("%s size %7d rcpt %2d conc %2d%s | fcgi_min %7.0f/s | null %7.0f/s %.2f | file %6.0f/s "
         "fsync_loop %6.0f/s %.2f | gzip %6.0f/s %.2f of file | pgsql %6.0f/s pgbench %6.0f/s %.2f"
-        % (c["size"], c["rcpt"], c["conc"], f, c["null"]["msgs_per_s"],
-           ratio(c["null"]["msgs_per_s"], f), c["file"]["msgs_per_s"],
-           c["fsync_loop"]["msgs_per_s"],
-           ratio(c["file"]["msgs_per_s"], c["fsync_loop"]["msgs_per_s"]),
-           c["file_gzip"]["msgs_per_s"],
-           ratio(c["file_gzip"]["msgs_per_s"], c["file"]["msgs_per_s"]),
-           c["pgsql"]["msgs_per_s"], c["pgbench"]["msgs_per_s"],
-           ratio(c["pgsql"]["msgs_per_s"], c["pgbench"]["msgs_per_s"])))
+        " | file/pgsql %.2f"
+        % (c.get("fs", "root"), c["size"], c["rcpt"], c["conc"],
+           " spread" if c.get("spread") else "", f, _rate(c, "null"),
+           ratio(_rate(c, "null"), f), _rate(c, "file"), _rate(c, "fsync_loop"),
+           ratio(_rate(c, "file"), _rate(c, "fsync_loop")), _rate(c, "file_gzip"),
+           ratio(_rate(c, "file_gzip"), _rate(c, "file")), _rate(c, "pgsql"),
+           _rate(c, "pgbench"), ratio(_rate(c, "pgsql"), _rate(c, "pgbench")),
+           ratio(_rate(c, "file"), _rate(c, "pgsql"))))
     for k in ("fcgi_min", "null", "file", "file_gzip", "pgsql"):
+        if k not in c:
+            continue
         r = c[k]
         log("    %-9s p50 %7.2f ms p99 %7.2f ms  cpu %.3f s/1000 (nginx %.3f)  rss %d KB%s"
             % (k, r["p50_ms"], r["p99_ms"], r["cpu_s_per_1000"], r["nginx_cpu_s_per_1000"],
@@ -549,13 +639,14 @@ def save():
 def main():
     parts = sys.argv[1:] or ["load", "storage", "size", "store", "users"]
     results["machine"] = machine()
-    results["settings"] = {"dur": DUR, "quick": QUICK, "full": FULL}
+    results["settings"] = {"dur": DUR, "quick": QUICK, "full": FULL, "servers": SERVERS,
+                           "spread": SPREAD, "fs": FSES}
     log("machine: %s" % json.dumps(results["machine"]))
     t0 = time.monotonic()
     with harness.tempdir("rq-bench-") as tmp:
         try:
             if "load" in parts:
-                load_matrix(tmp)
+                load_all(tmp)
             if "storage" in parts:
                 storage_cost(tmp)
             if "size" in parts:

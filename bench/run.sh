@@ -17,6 +17,6 @@ $CC -std=c11 -D_GNU_SOURCE -O2 $W -o "$bin/fsync_loop" "$root/bench/fsync_loop.c
 # shellcheck disable=SC2046
 $CC -std=c11 -D_GNU_SOURCE -O2 $W -I"$root/src" $(pkg-config --cflags libpq 2>/dev/null) \
 	-o "$bin/populate" "$root/bench/populate.c" "$bd/libquarantine.a" \
-	-lfcgi -ljansson -lz -lcrypto -lpq -luring -lcrypt
+	-lfcgi -ljansson -lz -lcrypto -lpq -lcrypt
 cd "$root"
 B=$B BENCH_BIN=$bin exec python3 bench/bench.py "$@"
