@@ -16,9 +16,9 @@ DESTDIR ?=
 CC ?= cc
 OPT ?= -O2 -g
 WARN = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wformat=2 -Wno-format-nonliteral
-PKGS = jansson zlib libcrypto libpq liburing
+PKGS = jansson zlib libcrypto libpq liburing msgpack
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljansson -lz -lcrypto -lpq -luring)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljansson -lz -lcrypto -lpq -luring -lmsgpackc)
 
 ifeq ($(SAN),1)
 B = build-san

@@ -446,6 +446,21 @@ static int json_array_field(json_t *obj, const char *key, char **slot, struct qe
 	return 0;
 }
 
+/* Every key meta_from_json below reads; keep the two in step. */
+static const char *const json_keys[] = {
+	"qid", "from", "user", "ip", "action", "subject", "rspamd_server", "rcpt",
+	"score", "scan_time", "size", "symbols", "fuzzy", "message_id",
+	"header_from", "header_to", "header_subject", "header_date",
+};
+
+bool meta_json_key_known(const char *key)
+{
+	for (size_t i = 0; i < sizeof json_keys / sizeof json_keys[0]; i++)
+		if (strcmp(key, json_keys[i]) == 0)
+			return true;
+	return false;
+}
+
 int meta_from_json(json_t *obj, struct qmeta *m, struct qerr *e)
 {
 	if (!json_is_object(obj))

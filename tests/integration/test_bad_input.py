@@ -228,10 +228,12 @@ class LengthTest(BadInputCase):
 # ------------------------------------------------------------------ gzip
 
 def gzip_bomb(size):
-    """gzip of `size` zero bytes, built in pieces."""
+    """gzip of a header line and `size` zero bytes, built in pieces: it
+    starts like mail, so only the size can refuse it."""
     co = zlib.compressobj(9, zlib.DEFLATED, 31)
     zero = b"\0" * (1 << 20)
-    out = [co.compress(zero) for _ in range(size >> 20)]
+    out = [co.compress(b"Subject: bomb\r\n\r\n")]
+    out += [co.compress(zero) for _ in range(size >> 20)]
     out.append(co.flush())
     return b"".join(out)
 
