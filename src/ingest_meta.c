@@ -72,7 +72,7 @@ static char *clean_text(const char *s, size_t n)
 		if (b.data[i] == '\0')
 			b.data[i] = ' ';
 	char *v = buf_steal(&b);
-	charset_strip_controls(v);
+	charset_blank_all_controls(v);
 	char *t = v;
 	while (*t == ' ' || *t == '\t')
 		t++;
