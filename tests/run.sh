@@ -119,7 +119,7 @@ for pyfile in tests/integration/test_*.py; do
 	pyname=$(basename "$pyfile")
 	case $pyname in
 	# The suites that hold for every backend run once per backend.
-	test_ingest.py | test_cli.py | test_e2e_rspamd.py)
+	test_ingest.py | test_replay.py | test_cli.py | test_e2e_rspamd.py)
 		run_py "$pyfile" "$pyname (file)" RQ_BACKEND=file
 		run_py "$pyfile" "$pyname (pgsql)" RQ_BACKEND=pgsql
 		;;
