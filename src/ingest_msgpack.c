@@ -288,6 +288,8 @@ void msgpack_in_free(struct msgpack_in *mi)
  * bytes read as Windows-1252, as the meta headers are. */
 static json_t *json_from_bytes(const char *p, size_t n)
 {
+	if (n == 0)
+		return json_string(""); /* msgpack-c gives no pointer for it */
 	if (utf8_valid(p, n))
 		return json_stringn(p, n);
 	struct buf b = { 0 };
@@ -393,7 +395,8 @@ static int key_done(struct msgpack_in *mi, struct qerr *e)
 	if (u.data.type != MSGPACK_OBJECT_STR) {
 		rc = qerr_input(e, 400, "msgpack map key is %s, not a str",
 				type_name((unsigned char)mi->obj.data[0]));
-	} else if (memchr(u.data.via.str.ptr, '\0', u.data.via.str.size) == NULL) {
+	} else if (u.data.via.str.size > 0 &&
+		   memchr(u.data.via.str.ptr, '\0', u.data.via.str.size) == NULL) {
 		memcpy(mi->key, u.data.via.str.ptr, u.data.via.str.size);
 		mi->key[u.data.via.str.size] = '\0';
 	}
@@ -569,7 +572,8 @@ int msgpack_in_feed(struct msgpack_in *mi, const void *data, size_t n, struct qe
 		}
 		case PH_DONE:
 		default:
-			return qerr_input(e, 400, "%zu bytes after the end of the msgpack map", n);
+			return qerr_input(e, 400, "bytes after the end of the msgpack map at offset "
+					  "%llu", (unsigned long long)mi->consumed);
 		}
 		if (used < 0)
 			return -1;
