@@ -8,9 +8,11 @@
 # clone, so that every clone and every stage reuses one chroot.  The stamp
 # file DIR.stamp is written last: a chroot without it is incomplete and is
 # built again from scratch.  A lock keeps two builds from running at once.
-# /proc, /sys and /dev are bind-mounted only while apt runs inside and are
-# unmounted on every exit, failure included.  Exit 0 with the chroot ready,
-# non-zero with the reason on stderr (the caller shows the log).
+# /proc, /sys and /dev are bind-mounted only while apt runs inside, and
+# only in a mount namespace of its own (unshare -m): the mounts go with
+# that process whatever happens to it, killed included, and are never seen
+# outside it.  Exit 0 with the chroot ready, non-zero with the reason on
+# stderr (the caller shows the log).
 set -eu
 
 DIR=${1:-/var/cache/rspamd-quarantine-tests/rspamd-sid}
@@ -31,18 +33,11 @@ fi
 
 command -v debootstrap >/dev/null 2>&1 || { echo "rspamd_chroot: debootstrap is not installed" >&2; exit 1; }
 
-mounted=""
-# unmount_all: undoes the bind mounts, in reverse order, whatever happened.
-unmount_all() {
-	for m in $mounted; do
-		umount -l "$DIR/$m" 2>/dev/null || true
-	done
-	mounted=""
-}
-trap unmount_all EXIT INT TERM
+command -v unshare >/dev/null 2>&1 || { echo "rspamd_chroot: unshare (util-linux) is missing" >&2; exit 1; }
 
 # A half-built chroot from an earlier failure: make sure nothing is still
-# mounted in it before removing it.
+# mounted in it (an older build may have mounted outside a namespace)
+# before removing it.
 for m in dev sys proc; do
 	if mountpoint -q "$DIR/$m" 2>/dev/null; then umount -l "$DIR/$m"; fi
 done
@@ -59,13 +54,14 @@ printf '127.0.0.1 localhost\n::1 localhost ip6-localhost\n' > "$DIR/etc/hosts"
 printf '#!/bin/sh\nexit 101\n' > "$DIR/usr/sbin/policy-rc.d"
 chmod 755 "$DIR/usr/sbin/policy-rc.d"
 
-for m in proc sys dev; do
-	mount --bind "/$m" "$DIR/$m"
-	mounted="$m $mounted"
-done
-chroot "$DIR" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-chroot "$DIR" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends rspamd
-unmount_all
+# shellcheck disable=SC2016
+unshare --mount --propagation private sh -c '
+	set -e
+	for m in proc sys dev; do mount --bind "/$m" "$1/$m"; done
+	chroot "$1" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	chroot "$1" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		--no-install-recommends rspamd
+' sh "$DIR"
 
 version=$(chroot "$DIR" dpkg-query -W -f='${Version}' rspamd)
 [ -x "$DIR/usr/bin/rspamd" ] || { echo "rspamd_chroot: no rspamd after install" >&2; exit 1; }
