@@ -180,13 +180,14 @@ static bool item_done(struct frame *f)
 }
 
 /* How many more bytes the current object may still take: what the body
- * can still hold, and for a kept object what is left of meta_max. */
-static uint64_t room(const struct msgpack_in *mi)
+ * can still hold, and for a kept object what is left of meta_max (pending:
+ * its bytes consumed but not yet buffered). */
+static uint64_t room(const struct msgpack_in *mi, size_t pending)
 {
 	uint64_t r = mi->body_max > mi->consumed ? mi->body_max - mi->consumed : 0;
 	if (mi->keep) {
-		uint64_t k = mi->meta_max > mi->kept + mi->obj.len
-				     ? mi->meta_max - mi->kept - mi->obj.len : 0;
+		uint64_t used = mi->kept + mi->obj.len + pending;
+		uint64_t k = mi->meta_max > used ? mi->meta_max - used : 0;
 		if (k < r)
 			r = k;
 	}
@@ -232,7 +233,7 @@ static ssize_t frame_scan(struct msgpack_in *mi, const unsigned char *p, size_t 
 		/* The header's own bytes are counted in consumed already. */
 		uint64_t want = payload > count ? payload : count;
 		uint64_t body_room = mi->body_max > mi->consumed ? mi->body_max - mi->consumed : 0;
-		if (want > room(mi)) {
+		if (want > room(mi, i)) {
 			bool by_meta = want <= body_room;
 			return qerr_input(e, by_meta ? 413 : 400,
 					  "msgpack %s at offset %llu declares %llu %s, more than %s",
@@ -545,6 +546,11 @@ int msgpack_in_feed(struct msgpack_in *mi, const void *data, size_t n, struct qe
 				} else {
 					buf_append(&mi->obj, p, (size_t)used);
 				}
+				/* Scalars of many bytes each can outgrow what the
+				 * element counts promised: the total is checked too. */
+				if (mi->kept + mi->obj.len > mi->meta_max)
+					return qerr_input(e, 413, "msgpack metadata exceeds %llu bytes",
+							  (unsigned long long)mi->meta_max);
 			}
 			if (done) {
 				enum phase was = mi->phase;

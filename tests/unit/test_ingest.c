@@ -799,6 +799,20 @@ static void test_msgpack_bad(void **state)
 		req_free(&rq);
 		buf_free(&b);
 	}
+	/* Element counts within bounds, but each a 9-byte float: the kept
+	 * metadata is still cut at 8 MB. */
+	{
+		struct buf fl = {0};
+		static const char head[] = "\x82\xa7message\xa3S:x\xa7symbols\xdd\x00\x10\x00\x00";
+		buf_append(&fl, head, sizeof head - 1);
+		for (int k = 0; k < 0x100000; k++)
+			buf_append(&fl, "\xcb\x3f\xf0\x00\x00\x00\x00\x00\x00", 9);
+		struct req fr;
+		mp_req(&fr, fl.data, fl.len);
+		expect_refused(fx, &fr, 413, "metadata exceeds");
+		req_free(&fr);
+		buf_free(&fl);
+	}
 	/* One level less than the bound is fine in a skipped value. */
 	struct buf b = {0};
 	buf_appends(&b, "\x82\xa4junk");
