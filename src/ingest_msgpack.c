@@ -513,7 +513,7 @@ static ssize_t message_header(struct msgpack_in *mi, const unsigned char *p, siz
 			return qerr_input(e, 413, "msgpack message of %llu bytes exceeds "
 					  "max_message_size (%llu bytes)", (unsigned long long)len,
 					  (unsigned long long)mi->message_max);
-		if (len > mi->body_max - mi->consumed)
+		if (mi->consumed > mi->body_max || len > mi->body_max - mi->consumed)
 			return qerr_input(e, 400, "msgpack message declares %llu bytes, more than "
 					  "the body holds", (unsigned long long)len);
 		mi->msg_left = len;
