@@ -262,8 +262,9 @@ static int json_finish(struct ingest *in, struct qerr *e)
 		goto out;
 	json_t *msg = json_object_get(root, "message");
 	if (msg == NULL) {
-		qerr_input(e, 400, "JSON body carries no message (the json formatter): "
-			   "use the default, multipart or json_with_message formatter");
+		qerr_input(e, 400, "JSON body carries no message (the json formatter sends "
+			   "none): use the multipart, msgpack, json_with_message or default "
+			   "formatter");
 		goto out;
 	}
 	if (!json_is_string(msg)) {
