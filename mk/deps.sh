@@ -9,7 +9,7 @@ set -eu
 
 build="gcc make pkg-config libfcgi-dev libjansson-dev zlib1g-dev libssl-dev libpq-dev libcrypt-dev liburing-dev libmsgpack-dev"
 run="$build nginx-light libfcgi-bin"
-check="$run libcmocka-dev postgresql python3 curl rspamd valgrind clang libclang-rt-14-dev spawn-fcgi"
+check="$run libcmocka-dev postgresql python3 curl rspamd valgrind clang libclang-rt-14-dev spawn-fcgi debootstrap"
 bench="$check wrk postgresql-contrib"
 
 case "${1:-build}" in
