@@ -6,6 +6,7 @@
 #   make run           the daemon behind a private nginx, in the foreground
 #   make bench         benchmarks (see bench/)
 #   make fuzz          libFuzzer harnesses (see tests/fuzz/)
+#   make check-deb     build, lint, install, run, purge the Debian package (root)
 #   make install PREFIX=/usr DESTDIR=...
 
 PREFIX ?= /usr/local
@@ -16,9 +17,9 @@ DESTDIR ?=
 CC ?= cc
 OPT ?= -O2 -g
 WARN = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wformat=2 -Wno-format-nonliteral
-PKGS = jansson zlib libcrypto libpq liburing msgpack
+PKGS = jansson zlib libcrypto libpq liburing libcurl msgpack
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljansson -lz -lcrypto -lpq -luring -lmsgpackc)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljansson -lz -lcrypto -lpq -luring -lcurl -lmsgpackc)
 
 ifeq ($(SAN),1)
 B = build-san
@@ -72,6 +73,8 @@ deps-run:
 	@sh mk/deps.sh run
 deps-bench:
 	@sh mk/deps.sh bench
+deps-deb:
+	@sh mk/deps.sh deb
 
 # Every test: unit tests, then the integration suites against the built
 # programs.  The runner prints "N passed, N failed" last and fails if any
@@ -152,12 +155,18 @@ install: all
 	install -d $(DESTDIR)$(DATADIR)/sql/upgrade
 	install -m 644 sql/schema.sql sql/README.md $(DESTDIR)$(DATADIR)/sql/
 	install -m 644 sql/upgrade/README sql/upgrade/*.sql $(DESTDIR)$(DATADIR)/sql/upgrade/
-	for f in $$(find contrib/nginx contrib/rspamd -type f 2>/dev/null | sort); do \
+	for f in $$(find contrib/nginx contrib/rspamd contrib/postfix -type f 2>/dev/null | sort); do \
 		d=$(DESTDIR)$(DATADIR)/$${f#contrib/}; d=$${d%/*}; \
 		install -d "$$d" && install -m 644 "$$f" "$$d/" || exit 1; \
 	done
 
+# The Debian package on this machine: dpkg-buildpackage in a copy of the
+# tree, lintian, apt-get install, the daemon run as its units would, a
+# message through nginx, remove and purge (tests/deb/check_deb.py).
+check-deb: deps-deb
+	python3 tests/deb/check_deb.py
+
 clean:
 	rm -rf build build-san
 
-.PHONY: all check run bench fuzz fuzz-check check-valgrind install clean unit-bins deps-build deps-check deps-run deps-bench
+.PHONY: all check run bench fuzz fuzz-check check-valgrind install clean unit-bins deps-build deps-check deps-run deps-bench deps-deb check-deb

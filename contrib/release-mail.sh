@@ -10,10 +10,12 @@
 # rspamd-quarantine from PATH); RQ_CONFIG, its configuration file (default:
 # the tool's own default).  The exit status is the tool's: 0 released,
 # 1 not found or refused (an ID that is not 24 hex digits included),
-# 2 usage or configuration error.
+# 2 usage or configuration error, 3 released but Rspamd did not learn it.
 #
-# Arguments are passed on as they are, never evaluated by a shell; the
-# message is sent by the tool, which runs sendmail without a shell.
+# Arguments are passed on as they are, never evaluated by a shell.  The
+# release itself is the tool's, the one release path of the quarantine:
+# the configured transport (SMTP re-injection by default), the trace
+# header, the learning feedback.
 
 set -u
 

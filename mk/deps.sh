@@ -4,20 +4,22 @@
 # `make check` and `make bench` call this first, so the README's commands
 # work on a fresh Debian 12 machine as root.
 #
-#   mk/deps.sh build|check|run|bench
+#   mk/deps.sh build|check|run|bench|deb
 set -eu
 
-build="gcc make pkg-config libfcgi-dev libjansson-dev zlib1g-dev libssl-dev libpq-dev libcrypt-dev liburing-dev libmsgpack-dev"
+build="gcc make pkg-config libfcgi-dev libjansson-dev zlib1g-dev libssl-dev libpq-dev libcrypt-dev liburing-dev libcurl4-openssl-dev libmsgpack-dev"
 run="$build nginx-light libfcgi-bin"
-check="$run libcmocka-dev postgresql python3 curl rspamd valgrind clang libclang-rt-14-dev spawn-fcgi debootstrap"
+check="$run libcmocka-dev postgresql python3 python3-prometheus-client curl rspamd valgrind clang libclang-rt-14-dev spawn-fcgi postfix redis-server debootstrap"
 bench="$check wrk postgresql-contrib"
+deb="$build debhelper dpkg-dev lintian nginx-light python3 git"
 
 case "${1:-build}" in
 build) want=$build ;;
 run) want=$run ;;
 check) want=$check ;;
 bench) want=$bench ;;
-*) echo "usage: $0 build|check|run|bench" >&2; exit 2 ;;
+deb) want=$deb ;;
+*) echo "usage: $0 build|check|run|bench|deb" >&2; exit 2 ;;
 esac
 
 missing=""

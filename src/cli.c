@@ -45,8 +45,10 @@ static const char usage_text[] =
 	"                      entries, newest first\n"
 	"  show ID [--json]    all metadata of one entry, symbols included\n"
 	"  cat ID              the stored message, byte-exact, on standard output\n"
-	"  release ID [--to ADDR] [--force]\n"
-	"                      send the message to its recipient (or ADDR) via sendmail\n"
+	"  release ID [--to ADDR] [--force] [--no-learn]\n"
+	"                      send the message to its recipient (or ADDR) through the\n"
+	"                      MTA's re-injection listener; learn it as ham\n"
+	"  learn-spam ID...    teach Rspamd that these entries are spam\n"
 	"  delete ID...        remove entries\n"
 	"  expire [--older-than DURATION] [--max-per-rcpt N]\n"
 	"         [--max-bytes-per-rcpt SIZE] [--dry-run] [--quiet]\n"
@@ -58,7 +60,8 @@ static const char usage_text[] =
 	"TIME: RFC 3339 (2026-11-22T10:00:00Z), YYYY-MM-DD, @SECONDS or a duration\n"
 	"ago; DURATION: 90s, 15m, 12h, 30d, 2w; STATUS: quarantined, released,\n"
 	"deleted.  Exit status: 0 done, 1 not found or refused, 2 usage or\n"
-	"configuration error.  See rspamd-quarantine(1).\n";
+	"configuration error, 3 released but Rspamd did not learn it.\n"
+	"See rspamd-quarantine(1).\n";
 
 /* Writes the prefixed message; the text is cut at the first line end so
  * that an error stays one line whatever it quotes. */
@@ -299,6 +302,10 @@ int cli_open_store(struct cli *c, struct store **s)
 	rc = drop_privileges(c);
 	if (rc)
 		return rc;
+	/* Commands count what they did (metrics_cli_count) as the store's
+	 * user, like the store itself. */
+	char counters[4096];
+	metrics_cli_setup(metrics_counters_path(&c->cfg, counters, sizeof counters));
 	struct qerr e;
 	qerr_clear(&e);
 	if (store_open(&c->store, &c->cfg, &e) < 0) {
@@ -345,6 +352,7 @@ static const struct {
 	{ "show", cmd_show },
 	{ "cat", cmd_cat },
 	{ "release", cmd_release },
+	{ "learn-spam", cmd_learn_spam },
 	{ "delete", cmd_delete },
 	{ "expire", cmd_expire },
 	{ "stats", cmd_stats },

@@ -13,6 +13,7 @@
 
 #include "common.h"
 #include "config.h"
+#include "metrics.h" /* metrics_cli_count: what a command did, for /metrics */
 #include "store.h"
 
 #define CLI_NAME "rspamd-quarantine"
@@ -70,6 +71,7 @@ int cmd_stats(struct cli *c, int argc, char **argv);
 int cmd_show(struct cli *c, int argc, char **argv);
 int cmd_cat(struct cli *c, int argc, char **argv);
 int cmd_release(struct cli *c, int argc, char **argv);
+int cmd_learn_spam(struct cli *c, int argc, char **argv);
 int cmd_delete(struct cli *c, int argc, char **argv);
 int cmd_expire(struct cli *c, int argc, char **argv);
 int cmd_hash_password(struct cli *c, int argc, char **argv);

@@ -69,11 +69,13 @@ int cmd_delete(struct cli *c, int argc, char **argv)
 		struct qerr e;
 		qerr_clear(&e);
 		if (store_remove(s, id, &e) == 0) {
+			metrics_cli_count("delete", "ok");
 			log_info("deleted: %s", id);
 			printf("%s: deleted\n", id);
 			continue;
 		}
 		rc = CLI_FAIL;
+		metrics_cli_count("delete", e.cls == QERR_NOTFOUND ? "not_found" : "failed");
 		if (e.cls == QERR_NOTFOUND) {
 			cli_error("delete: no entry %s", id);
 			continue;
@@ -144,9 +146,13 @@ int cmd_expire(struct cli *c, int argc, char **argv)
 	struct expire_result r;
 	memset(&r, 0, sizeof r);
 	if (store_expire(s, &o, &r, &e) < 0) {
+		if (!o.dry_run)
+			metrics_cli_count("expire", "failed");
 		cli_error("expire: %s", e.msg);
 		return cli_exit_code(&e);
 	}
+	if (!o.dry_run)
+		metrics_cli_add("expire", "ok", r.entries); /* counts entries removed */
 	if (!o.dry_run && r.entries)
 		log_info("expired: %" PRIu64 " entries, %" PRIu64 " messages, %" PRIu64 " bytes",
 			 r.entries, r.messages, r.bytes);

@@ -49,6 +49,11 @@ static const char *const facility_values[] = {
 };
 static const char *const backend_values[] = { "file", "pgsql", "null", NULL };
 static const char *const compress_values[] = { "none", "gzip", NULL };
+static const char *const transport_values[] = { "smtp", "sendmail", NULL };
+static int check_hostport(const char *v, struct qerr *e);
+static int check_sender(const char *v, struct qerr *e);
+static int check_http_url(const char *v, struct qerr *e);
+static int check_abs_path(const char *v, struct qerr *e);
 
 #define OFF(f) offsetof(struct config, f)
 #define ROW(k, t, tn, d, h) .info = { #k, tn, d, h }, .type = t, .off = OFF(k)
@@ -98,6 +103,8 @@ static const struct key_row rows[] = {
 	  .values = compress_values },
 	{ ROW(pgsql_conninfo, K_STRING, "string", "",
 	      "PostgreSQL connection string for the pgsql backend, e.g. \"dbname=quarantine user=quarantine\"."), },
+	{ ROW(counters_file, K_STRING, "string", "",
+	      "File where rspamd-quarantine counts its actions (release, delete, expire, ...) for the daemon's /metrics; empty: <file_root>/cli-counters with backend file, not counted otherwise."), },
 
 	{ ROW(max_message_size, K_SIZE, "size", "50M",
 	      "Largest message accepted (bytes, or with K, M or G); larger ones are answered 413."),
@@ -125,8 +132,36 @@ static const struct key_row rows[] = {
 	  .count_off = OFF(n_allow_from), .check = check_net },
 
 	{ ROW(sendmail, K_STRING, "string", "/usr/sbin/sendmail",
-	      "sendmail program used by the release command to deliver a message to its recipient."),
+	      "The sendmail program that release runs with release_transport = sendmail (an absolute path)."),
 	  .section = "Operator tools" },
+
+	{ ROW(release_transport, K_ENUM, "enum", "smtp",
+	      "How release hands a message to the MTA: smtp (to the re-injection listener release_smtp, which runs no milters; see contrib/postfix/master.cf) or sendmail (only where Rspamd's milter is not on non_smtpd_milters, else the release is scanned, rejected and bounced again)."),
+	  .values = transport_values, .section = "Release" },
+	{ ROW(release_smtp, K_STRING, "string", "127.0.0.1:10025",
+	      "host:port ([v6]:port) of the MTA's SMTP re-injection listener, without milters or content filter."),
+	  .check = check_hostport },
+	{ ROW(release_timeout, K_INT, "int", "60",
+	      "Seconds a release may take over SMTP (connection and whole transaction); past it the entry stays as it was."),
+	  .min = 1, .max = 3600 },
+	{ ROW(release_sender, K_STRING, "string", "original",
+	      "Envelope sender of a release: original (the quarantined message's), <> (the null sender: nothing can bounce, some servers refuse it) or an address such as postmaster@example.net (bounces go there)."),
+	  .check = check_sender },
+	{ ROW(rspamd_controller, K_STRING, "string", "",
+	      "URL of Rspamd's controller, e.g. http://127.0.0.1:11334; when set, a delivered release is learned as ham and learn-spam learns spam. Empty: no feedback."),
+	  .check = check_http_url, .section = "Feedback to Rspamd" },
+	{ ROW(rspamd_password_file, K_STRING, "string", "",
+	      "File whose first line is the controller's password (sent as its Password header); empty sends none. Never put the password on a command line."),
+	  .check = check_abs_path },
+	{ ROW(rspamd_timeout, K_INT, "int", "10",
+	      "Seconds one request to the controller may take."),
+	  .min = 1, .max = 600 },
+	{ ROW(rspamd_fuzzy_flag, K_INT, "int", "0",
+	      "Flag of Rspamd's fuzzy storage: a release removes the message from it (/fuzzydel), learn-spam adds it (/fuzzyadd); 0 leaves fuzzy storage alone."),
+	  .min = 0, .max = 2147483647 },
+	{ ROW(rspamd_fuzzy_weight, K_INT, "int", "10",
+	      "Weight that learn-spam gives the message in fuzzy storage (/fuzzyadd)."),
+	  .min = 1, .max = 1000000 },
 };
 
 #define NROWS (sizeof rows / sizeof rows[0])
@@ -200,6 +235,65 @@ static int check_net(const char *v, struct qerr *e)
 	if (!access_net_valid(v))
 		return qerr_perm(e, "'%.64s' is not an address or network (e.g. 192.0.2.0/24, ::1)",
 				 v);
+	return 0;
+}
+
+/* host:port or [v6]:port; a name is resolved when a release connects. */
+static int check_hostport(const char *v, struct qerr *e)
+{
+	const char *colon;
+	if (v[0] == '[') {
+		const char *close = strchr(v, ']');
+		unsigned char a[16];
+		char host[64];
+		size_t hl = close ? (size_t)(close - v - 1) : 0;
+		if (close == NULL || close[1] != ':' || hl == 0 || hl >= sizeof host)
+			return qerr_perm(e, "'%.80s': expected host:port or [address]:port", v);
+		memcpy(host, v + 1, hl);
+		host[hl] = '\0';
+		if (inet_pton(AF_INET6, host, a) != 1)
+			return qerr_perm(e, "'%.80s': '%s' is not an IPv6 address", v, host);
+		colon = close + 1;
+	} else {
+		colon = strrchr(v, ':');
+		if (colon == NULL || colon == v || (size_t)(colon - v) > 253)
+			return qerr_perm(e, "'%.80s': expected host:port or [address]:port", v);
+		for (const char *p = v; p < colon; p++)
+			if (!isalnum((unsigned char)*p) && *p != '.' && *p != '-')
+				return qerr_perm(e, "'%.80s': bad host name (IPv6 goes in brackets)", v);
+	}
+	long port;
+	if (parse_long(colon + 1, 1, 65535, &port, NULL) < 0)
+		return qerr_perm(e, "'%.80s': bad port (1..65535)", v);
+	return 0;
+}
+
+/* original, <> or one address: no blanks, brackets or commas. */
+static int check_sender(const char *v, struct qerr *e)
+{
+	if (strcmp(v, "original") == 0 || strcmp(v, "<>") == 0)
+		return 0;
+	const char *at = strrchr(v, '@');
+	if (at == NULL || at == v || at[1] == '\0' || strlen(v) > 320 ||
+	    strpbrk(v, " \t<>,\"()") != NULL)
+		return qerr_perm(e, "'%.80s' is not original, <> or an address", v);
+	return 0;
+}
+
+/* http:// or https:// followed by a host, no blanks. */
+static int check_http_url(const char *v, struct qerr *e)
+{
+	size_t skip = strncmp(v, "http://", 7) == 0 ? 7 : strncmp(v, "https://", 8) == 0 ? 8 : 0;
+	if (skip == 0 || v[skip] == '\0' || v[skip] == '/' || strpbrk(v, " \t") != NULL ||
+	    strlen(v) > 1000)
+		return qerr_perm(e, "'%.80s' is not an http:// or https:// URL", v);
+	return 0;
+}
+
+static int check_abs_path(const char *v, struct qerr *e)
+{
+	if (v[0] != '/')
+		return qerr_perm(e, "'%.80s' is not an absolute path", v);
 	return 0;
 }
 
@@ -592,6 +686,8 @@ int config_validate(const struct config *c, struct qerr *e)
 		return qerr_perm(e, "%s: default_owner must not be empty", where);
 	if (c->syslog_tag[0] == '\0')
 		return qerr_perm(e, "%s: syslog_tag must not be empty", where);
+	if (c->counters_file[0] != '\0' && c->counters_file[0] != '/')
+		return qerr_perm(e, "%s: counters_file must be an absolute path", where);
 	if (c->sendmail[0] != '/')
 		return qerr_perm(e, "%s: sendmail must be an absolute path", where);
 	if (c->group[0] != '\0' && c->user[0] == '\0')

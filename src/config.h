@@ -37,6 +37,7 @@ struct config {
 	char *file_root;
 	char *compress;          /* none, gzip (file store) */
 	char *pgsql_conninfo;
+	char *counters_file;     /* the CLI's action counters for /metrics */
 
 	/* ingest */
 	uint64_t max_message_size;
@@ -55,6 +56,17 @@ struct config {
 
 	/* operator tools */
 	char *sendmail;
+
+	/* release (release.c) and feedback to Rspamd (learn.c) */
+	char *release_transport;     /* smtp, sendmail */
+	char *release_smtp;          /* host:port of the MTA's re-injection listener */
+	long release_timeout;        /* seconds for one SMTP transaction */
+	char *release_sender;        /* original, <>, or an address */
+	char *rspamd_controller;     /* http://host:port of Rspamd's controller ("" = no feedback) */
+	char *rspamd_password_file;  /* file holding the controller's password */
+	long rspamd_timeout;         /* seconds for one controller request */
+	long rspamd_fuzzy_flag;      /* fuzzy storage flag for /fuzzydel, /fuzzyadd (0 = none) */
+	long rspamd_fuzzy_weight;    /* weight given with /fuzzyadd */
 };
 
 /* Fills every key with its default. */

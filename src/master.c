@@ -33,6 +33,7 @@
 #include "common.h"
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
 #include "worker.h"
 
 #define PROG "rspamd-quarantined"
@@ -389,6 +390,7 @@ static void reap(void)
 	while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
 		char how[96];
 		describe_status(st, how, sizeof how);
+		metrics_worker_gone(pid);
 		int64_t now = clock_ms();
 		bool found = false;
 		for (size_t i = 0; i < nslots && !found; i++) {
@@ -412,6 +414,7 @@ static void reap(void)
 									: s->backoff * 2;
 			}
 			s->respawn_at = now + delay;
+			metrics_worker_restarted();
 			bool clean = WIFEXITED(st) && WEXITSTATUS(st) == 0;
 			log_msg(clean ? LOG_WARNING : LOG_ERR,
 				"worker %zu (pid %ld) %s after %lld ms; restarting it in %ld ms", i,
@@ -718,6 +721,10 @@ int main(int argc, char **argv)
 	if (root && drop_privileges(&ids, &e) < 0)
 		return start_failed("", &e);
 
+	/* Before the first fork: every worker, and every replacement, adds
+	 * to the same counters; a reload keeps them. */
+	if (metrics_init(&e) < 0)
+		return start_failed("", &e);
 	install_signals();
 	master_pid = getpid();
 	new_generation((size_t)cfg.workers);

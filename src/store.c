@@ -325,3 +325,10 @@ int store_stats(struct store *s, struct store_stats *st, struct qerr *e)
 	memset(st, 0, sizeof *st);
 	return s->be->stats(s->state, st, e);
 }
+
+int store_health(struct store *s, struct qerr *e)
+{
+	if (s->be->health == NULL)
+		return 0; /* a backend that cannot fail to take writes */
+	return s->be->health(s->state, e);
+}

@@ -96,6 +96,9 @@ struct store_backend {
 	int (*expire)(void *state, const struct expire_opts *o,
 		      struct expire_result *r, struct qerr *e);
 	int (*stats)(void *state, struct store_stats *s, struct qerr *e);
+	/* Whether the store takes writes now, cheaply enough to be asked
+	 * every second: 0, or -1 with *e naming why not (for /health). */
+	int (*health)(void *state, struct qerr *e);
 };
 
 extern const struct store_backend store_backend_file;
@@ -138,6 +141,9 @@ int store_set_status(struct store *s, const char *id, enum entry_status st,
 int store_expire(struct store *s, const struct expire_opts *o, struct expire_result *r,
 		 struct qerr *e);
 int store_stats(struct store *s, struct store_stats *st, struct qerr *e);
+/* 0 while the store takes writes, else -1 with the reason (src/health.c
+ * serves it as /health). */
+int store_health(struct store *s, struct qerr *e);
 
 /* True if id has the form of an entry ID (checked before any backend). */
 bool store_id_valid(const char *id);

@@ -99,6 +99,7 @@
 #include <strings.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
@@ -1736,6 +1737,48 @@ static int file_stats(void *state, struct store_stats *s, struct qerr *e)
 	return r;
 }
 
+/* /health: the store takes writes if a file can be made in tmp/ (an
+ * unnamed O_TMPFILE, gone at close: no name, no fsync, no litter), the
+ * directories the commit links into are writable, and the file system
+ * has blocks and inodes left.  A few system calls, no directory walk. */
+static int file_health(void *state, struct qerr *e)
+{
+	struct fstore *fs = state;
+	int fd = openat(fs->tmpfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+	if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
+		/* A file system without O_TMPFILE: a named file, removed at once
+		 * (a leading dot: clean_tmp leaves it to us). */
+		char name[40];
+		snprintf(name, sizeof name, ".health.%ld", (long)getpid());
+		fd = openat(fs->tmpfd, name, O_CREAT | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0600);
+		if (fd >= 0)
+			(void)unlinkat(fs->tmpfd, name, 0);
+	}
+	if (fd < 0)
+		return qerr_temp(e, "file store: cannot create a file in %.200s/tmp: %s", fs->root,
+				 strerror(errno));
+	struct statvfs vfs;
+	int r = fstatvfs(fd, &vfs);
+	int err = errno;
+	close(fd);
+	if (r < 0)
+		return qerr_temp(e, "file store: statvfs %.200s: %s", fs->root, strerror(err));
+	if (vfs.f_flag & ST_RDONLY)
+		return qerr_temp(e, "file store: %.200s is on a read-only file system", fs->root);
+	if (vfs.f_bavail == 0)
+		return qerr_temp(e, "file store: no space left on the file system of %.200s",
+				 fs->root);
+	if (vfs.f_files != 0 && vfs.f_favail == 0)
+		return qerr_temp(e, "file store: no inodes left on the file system of %.200s",
+				 fs->root);
+	static const char *const dirs[] = { "users", "ids" };
+	for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++)
+		if (faccessat(fs->rootfd, dirs[i], W_OK | X_OK, AT_EACCESS) < 0)
+			return qerr_temp(e, "file store: %.200s/%s is not writable: %s", fs->root,
+					 dirs[i], strerror(errno));
+	return 0;
+}
+
 const struct store_backend store_backend_file = {
 	.name = "file",
 	.open = file_open,
@@ -1751,4 +1794,5 @@ const struct store_backend store_backend_file = {
 	.set_status = file_set_status,
 	.expire = file_expire,
 	.stats = file_stats,
+	.health = file_health,
 };

@@ -132,4 +132,5 @@ const struct store_backend store_backend_null = {
 	.set_status = null_set_status,
 	.expire = null_expire,
 	.stats = null_stats,
+	.health = NULL, /* always takes writes */
 };

@@ -1169,6 +1169,39 @@ static int pg_stats(void *state, struct store_stats *s, struct qerr *e)
 	return 0;
 }
 
+/* /health: the database takes writes if the connection is (or can be
+ * made) good, the schema is the version this build expects and the
+ * server is not a read-only standby.  One round trip on a live
+ * connection. */
+static int pg_health(void *state, struct qerr *e)
+{
+	struct pg_state *st = state;
+	if (pg_ready(st, e) < 0)
+		return -1;
+	PGresult *r = PQexec(st->conn, "SELECT version, pg_is_in_recovery(),"
+			     " current_setting('default_transaction_read_only') FROM schema_version");
+	if (r == NULL || PQresultStatus(r) != PGRES_TUPLES_OK) {
+		pg_fail(st, r, "health check", e);
+		return -1;
+	}
+	int rc = 0;
+	long ver = -1;
+	if (PQntuples(r) != 1 || parse_long(PQgetvalue(r, 0, 0), 0, 1000000, &ver, NULL) < 0 ||
+	    ver != PGSQL_SCHEMA_VERSION) {
+		char advice[100];
+		pgsql_schema_advice(ver, advice, sizeof advice);
+		rc = qerr_perm(e, "database schema version %.20s, expected %d: %s",
+			       PQntuples(r) == 1 ? PQgetvalue(r, 0, 0) : "none",
+			       PGSQL_SCHEMA_VERSION, advice);
+	} else if (strcmp(PQgetvalue(r, 0, 1), "t") == 0) {
+		rc = qerr_temp(e, "PostgreSQL: the server is a standby (in recovery): read-only");
+	} else if (strcmp(PQgetvalue(r, 0, 2), "on") == 0) {
+		rc = qerr_temp(e, "PostgreSQL: default_transaction_read_only is on");
+	}
+	PQclear(r);
+	return rc;
+}
+
 const struct store_backend store_backend_pgsql = {
 	.name = "pgsql",
 	.open = pg_open,
@@ -1184,4 +1217,5 @@ const struct store_backend store_backend_pgsql = {
 	.set_status = pg_set_status,
 	.expire = pg_expire,
 	.stats = pg_stats,
+	.health = pg_health,
 };

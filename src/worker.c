@@ -2,7 +2,8 @@
  * worker.c - the life of one preforked worker: its signal set-up (done
  * before libfcgi can install its own), its own store connection, the
  * accept loop on the shared non-blocking listening socket, and for each
- * request: ingest, the HTTP answer, and one key: value log line.
+ * request: the service nginx names (dispatch), and for ingest the HTTP
+ * answer and one key: value log line.
  *
  * Signals: SIGTERM, SIGINT and SIGUSR1 ask the worker to stop after the
  * current request.  They stay blocked except while the worker waits for a
@@ -32,8 +33,10 @@
 
 #include "common.h"
 #include "config.h"
+#include "health.h"
 #include "ingest.h"
 #include "log.h"
+#include "metrics.h"
 #include "store.h"
 
 /* Longest a single read or write on a connection may wait. */
@@ -227,7 +230,7 @@ static void log_request(const struct ingest_result *r, int status, int64_t ms,
 /* Handles one accepted request, from parameters to answer. */
 static void handle_request(struct store *s, const struct config *c, FCGX_Request *req)
 {
-	int64_t t0 = clock_ms();
+	int64_t t0 = clock_ms(), us0 = metrics_clock_us();
 	struct ingest_result r;
 	struct qerr e;
 	qerr_clear(&e);
@@ -244,7 +247,47 @@ static void handle_request(struct store *s, const struct config *c, FCGX_Request
 		log_warn("could not send the answer (status %d): the web server went away", status);
 	buf_free(&out);
 	log_request(&r, status, clock_ms() - t0, &e);
+	metrics_request(status, r.formatter, rc < 0 ? e.cls : QERR_NONE,
+			metrics_clock_us() - us0, r.created, r.meta.size, r.skipped);
 	ingest_result_free(&r);
+}
+
+/* Sends an answer built whole by metrics or health. */
+static void send_answer(FCGX_Request *req, const struct buf *out, const char *what)
+{
+	if (out->len > INT_MAX || FCGX_PutStr(out->data, (int)out->len, req->out) != (int)out->len)
+		log_warn("could not send the %s answer: the web server went away", what);
+}
+
+/*
+ * Which service a request is for.  nginx says so per location with the
+ * FastCGI parameter RQ_SERVICE: ingest (also when it is absent or empty,
+ * so server blocks written before there was a choice keep working),
+ * metrics, health, pages.  Each location sets its own value, so a request
+ * for one service can never reach another: an unknown value, and pages,
+ * which this daemon does not serve, get 404.
+ */
+static void dispatch(struct store *s, const struct config *c, FCGX_Request *req)
+{
+	const char *svc = FCGX_GetParam("RQ_SERVICE", req->envp);
+	const char *method = FCGX_GetParam("REQUEST_METHOD", req->envp);
+	struct buf out = { 0 };
+	metrics_worker_busy(true);
+	if (svc == NULL || svc[0] == '\0' || strcmp(svc, "ingest") == 0) {
+		handle_request(s, c, req);
+	} else if (strcmp(svc, "metrics") == 0) {
+		metrics_respond(c, method, &out);
+		send_answer(req, &out, "metrics");
+	} else if (strcmp(svc, "health") == 0) {
+		health_respond(s, c, method, &out);
+		send_answer(req, &out, "health");
+	} else {
+		buf_appends(&out, "Status: 404 Not Found\r\nContent-Type: application/json\r\n\r\n"
+			    "{\"error\":\"no such service here (RQ_SERVICE)\"}\n");
+		send_answer(req, &out, "not-found");
+	}
+	metrics_worker_busy(false);
+	buf_free(&out);
 }
 
 /* The worker's wait for work: the kept-alive connection if there is one,
@@ -302,6 +345,7 @@ int worker_main(const struct config *c, int listen_fd)
 		return 70;
 	}
 
+	metrics_worker_start();
 	int status = 0;
 	while (!stop_requested) {
 		/* A kept-alive connection brings the next request itself. */
@@ -328,7 +372,7 @@ int worker_main(const struct config *c, int listen_fd)
 			break;
 		}
 		set_io_timeouts(req.ipcFd);
-		handle_request(s, c, &req);
+		dispatch(s, c, &req);
 		FCGX_Finish_r(&req);
 	}
 	FCGX_Free(&req, 1);

@@ -154,12 +154,17 @@ class Rspamd:
     url        where the shipped metadata_exporter rules post to
     files      {path relative to the overlay: text} added to the overlay
                (e.g. "local.d/actions.conf", "rspamd.local.lua")
+    secure_ip  the controller's secure_ip (trusted without its password);
+               the default trusts loopback
+    password   the controller's password; Rspamd refuses its default "q1"
+               from addresses outside secure_ip
     chroot     run the Rspamd of this chroot (see ensure_chroot) instead
                of the host's
     generation "3" or "4": which of the shipped rules is active
     """
 
-    def __init__(self, tmp, url, files=None, name="rspamd", chroot=None, generation="3"):
+    def __init__(self, tmp, url, files=None, name="rspamd", secure_ip="127.0.0.1",
+                 password="q1", chroot=None, generation="3"):
         self.chroot = chroot
         self.generation = generation
         self.dir = os.path.join(tmp, name)
@@ -179,6 +184,10 @@ class Rspamd:
         self.proc = None
         self.pid = None
         self.files = dict(files or {})
+        # Clients the controller trusts without a password: a test of the
+        # password names an address that is not ours (TEST-NET-1).
+        self.secure_ip = secure_ip
+        self.password = password
         self._write()
 
     @property
@@ -203,8 +212,8 @@ class Rspamd:
             "override.d/worker-normal.inc":
                 "bind_socket = \"%s\";\ncount = 1;\nmime = true;\n" % self.normal,
             "override.d/worker-controller.inc":
-                "bind_socket = \"%s\";\ncount = 1;\npassword = \"q1\";\n"
-                "secure_ip = \"127.0.0.1\";\n" % self.controller,
+                "bind_socket = \"%s\";\ncount = 1;\npassword = \"%s\";\n"
+                "secure_ip = \"%s\";\n" % (self.controller, self.password, self.secure_ip),
             "override.d/worker-proxy.inc":
                 "bind_socket = \"127.0.0.1:%d\";\ncount = 1;\nmilter = yes;\n"
                 "upstream \"local\" {\n  default = yes;\n  self_scan = yes;\n}\n"
@@ -293,7 +302,7 @@ class Rspamd:
                 pass
         except OSError:
             return False
-        rc, out, _ = self.rspamc("stat", host=self.controller, timeout=10)
+        rc, out, _ = self.rspamc("-P", self.password, "stat", host=self.controller, timeout=10)
         return rc == 0 and b"Messages scanned" in out
 
     def start(self, timeout=60):

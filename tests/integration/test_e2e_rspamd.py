@@ -169,7 +169,8 @@ class Chain:
                 self.pg = h.shared_pg()
                 self.conninfo = h.pg_fresh_db(self.pg)
             self.daemon = h.Daemon(self.tmp, self.backend, self.conninfo,
-                                   {"sendmail": self.sendmail}).start()
+                                   {"sendmail": self.sendmail,
+                                    "release_transport": "sendmail"}).start()
             self.nginx = h.Nginx(self.tmp, self.daemon.socket, paths=("/msgpack",)).start()
             self.chroot = ensure_chroot() if GENERATION == "4" else None
             self.rspamd = Rspamd(self.tmp, self.nginx.url("/quarantine"), files={
