@@ -396,7 +396,7 @@ static int key_done(struct msgpack_in *mi, struct qerr *e)
 	if (u.data.type != MSGPACK_OBJECT_STR) {
 		rc = qerr_input(e, 400, "msgpack map key is %s, not a str",
 				type_name((unsigned char)mi->obj.data[0]));
-	} else if (u.data.via.str.size > 0 &&
+	} else if (u.data.via.str.size > 0 && u.data.via.str.size <= KEY_MAX &&
 		   memchr(u.data.via.str.ptr, '\0', u.data.via.str.size) == NULL) {
 		memcpy(mi->key, u.data.via.str.ptr, u.data.via.str.size);
 		mi->key[u.data.via.str.size] = '\0';

@@ -813,6 +813,24 @@ static void test_msgpack_bad(void **state)
 		req_free(&fr);
 		buf_free(&fl);
 	}
+	/* Keys of 64 to 70 bytes are none of ours: skipped, not copied. */
+	for (int klen = 64; klen <= 70; klen++) {
+		struct buf kb = {0};
+		buf_appends(&kb, "\x82\xd9");
+		buf_appendc(&kb, (char)klen);
+		for (int k = 0; k < klen; k++)
+			buf_appendc(&kb, 'k');
+		buf_appends(&kb, "\xa1q\xa7message\xa3S:x");
+		struct req kr;
+		mp_req(&kr, kb.data, kb.len);
+		struct ingest_result kres;
+		struct qerr ke;
+		if (run(fx, &kr, &kres, &ke) != 200)
+			fail_msg("key of %d bytes: %d %s", klen, kres.http, ke.msg);
+		ingest_result_free(&kres);
+		req_free(&kr);
+		buf_free(&kb);
+	}
 	/* One level less than the bound is fine in a skipped value. */
 	struct buf b = {0};
 	buf_appends(&b, "\x82\xa4junk");
