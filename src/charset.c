@@ -337,6 +337,25 @@ void charset_strip_controls(char *s)
 			*s = ' ';
 }
 
+void charset_blank_all_controls(char *s)
+{
+	if (s == NULL)
+		return;
+	char *w = s;
+	for (const char *r = s; *r; r++) {
+		unsigned char c = (unsigned char)*r;
+		if ((c < 0x20 && c != '\t') || c == 0x7f) {
+			*w++ = ' ';
+		} else if (c == 0xc2 && (unsigned char)r[1] >= 0x80 && (unsigned char)r[1] <= 0x9f) {
+			*w++ = ' '; /* a C1 control: two bytes become one blank */
+			r++;
+		} else {
+			*w++ = (char)c;
+		}
+	}
+	*w = '\0';
+}
+
 void utf8_cut(char *s, size_t max)
 {
 	if (strlen(s) <= max)

@@ -25,5 +25,9 @@ int charset_append(struct buf *out, const char *charset, const void *p, size_t n
 void utf8_cut(char *s, size_t max);
 /* Replaces CR, LF, NUL and other C0 controls but TAB with a space, in place. */
 void charset_strip_controls(char *s);
+/* For text shown on one line (metadata values): what
+ * charset_strip_controls blanks, and DEL and the C1 controls
+ * U+0080..U+009F too, in place.  s must be valid UTF-8; it stays so. */
+void charset_blank_all_controls(char *s);
 
 #endif

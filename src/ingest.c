@@ -9,8 +9,12 @@
  * The formatter is chosen from Content-Type and, when that says nothing
  * (Rspamd sends its rule's mime_type, text/plain by default, for every
  * formatter but multipart), from the first byte: a body that starts with
- * '{' is JSON metadata (json or json_with_message), anything else is the
- * raw message of the default formatter.  Raw and multipart bodies stream
+ * '{' is JSON metadata (json or json_with_message), one that starts with
+ * a msgpack map byte is the msgpack (or structured) formatter's map, and
+ * anything else is taken for the raw message of the default formatter,
+ * provided it starts the way a mail message does (a header field or an
+ * mbox "From " line): a body of some other formatter is refused rather
+ * than stored as mail.  Raw, multipart and msgpack bodies stream
  * straight into the store, so a worker's memory does not grow with the
  * message; a JSON body is held whole, since the message is inside it.
  *
@@ -29,6 +33,8 @@
 #include "ingest_base64.h"
 #include "ingest_gzip.h"
 #include "ingest_meta.h"
+#include "ingest_msghdr.h"
+#include "ingest_msgpack.h"
 #include "ingest_multipart.h"
 #include "store.h"
 
@@ -41,6 +47,7 @@ enum formatter {
 	FMT_RAW,       /* default: the body is the message */
 	FMT_MULTIPART, /* metadata and message parts */
 	FMT_JSON,      /* json or json_with_message: held whole */
+	FMT_MSGPACK,   /* msgpack (or structured, refused): framed as it streams */
 };
 
 enum part_kind { PART_NONE, PART_MESSAGE, PART_METADATA, PART_OTHER };
@@ -58,6 +65,10 @@ struct ingest {
 	enum part_kind part;
 	bool seen_message, seen_metadata;
 	struct gunzip *gz;
+	struct msgpack_in *mp_in;
+	uint64_t body_bound;     /* decoded body bytes that can arrive at most */
+	bool raw_checked;        /* the raw body's start looked like mail */
+	struct buf raw_head;     /* its first bytes until then */
 };
 
 /* The HTTP status that answers a classified failure. */
@@ -150,16 +161,54 @@ static const struct multipart_cb mp_callbacks = {
 	.part_end = mp_part_end,
 };
 
+/* Starts the msgpack parser; the message goes on to the store. */
+static void msgpack_start(struct ingest *in)
+{
+	in->fmt = FMT_MSGPACK;
+	strcpy(in->r->formatter, "msgpack");
+	in->mp_in = msgpack_in_new(METADATA_MAX, in->body_bound, in->c->max_message_size,
+				   message_write_cb, in);
+}
+
 /* Decides the formatter at the first body byte when Content-Type did not. */
 static void sniff_formatter(struct ingest *in, const unsigned char *p, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		if (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' || p[i] == '\n')
 			continue;
+		if (msgpack_starts_map(p[i]) && in->json.len == 0) {
+			msgpack_start(in);
+			return;
+		}
 		in->fmt = p[i] == '{' ? FMT_JSON : FMT_RAW;
 		strcpy(in->r->formatter, in->fmt == FMT_JSON ? "json" : "default");
 		return;
 	}
+}
+
+static const char not_mail[] = "body is not a mail message; which formatter sent it?";
+
+/* A raw body, until its start has shown it to be a mail message: held
+ * (at most MSGHDR_START_MAX bytes), then let through whole. */
+static int raw_write(struct ingest *in, const void *data, size_t n, struct qerr *e)
+{
+	if (in->raw_checked)
+		return message_write(in, data, n, e);
+	const char *p = data;
+	size_t take = MSGHDR_START_MAX - in->raw_head.len;
+	if (take > n)
+		take = n;
+	buf_append(&in->raw_head, p, take);
+	int v = msghdr_starts_mail(in->raw_head.data, in->raw_head.len);
+	if (v == 0)
+		return qerr_input(e, 400, "%s", not_mail);
+	if (v < 0)
+		return 0; /* MSGHDR_START_MAX bytes always decide */
+	in->raw_checked = true;
+	if (message_write(in, in->raw_head.data, in->raw_head.len, e) < 0)
+		return -1;
+	buf_free(&in->raw_head);
+	return message_write(in, p + take, n - take, e);
 }
 
 /* The decoded body, piece by piece, into the chosen formatter. */
@@ -174,14 +223,17 @@ static int body_write(void *arg, const void *p, size_t n, struct qerr *e)
 		if (in->fmt == FMT_UNDECIDED)
 			return json_append(in, p, n, e);
 		if (in->fmt == FMT_RAW && in->json.len > 0) {
-			if (message_write(in, in->json.data, in->json.len, e) < 0)
+			/* Leading blank lines: the start check refuses them. */
+			if (raw_write(in, in->json.data, in->json.len, e) < 0)
 				return -1;
 			buf_reset(&in->json);
 		}
 	}
 	switch (in->fmt) {
 	case FMT_RAW:
-		return message_write(in, p, n, e);
+		return raw_write(in, p, n, e);
+	case FMT_MSGPACK:
+		return msgpack_in_feed(in->mp_in, p, n, e);
 	case FMT_MULTIPART:
 		return multipart_feed(in->mp, p, n, e);
 	case FMT_JSON:
@@ -210,8 +262,9 @@ static int json_finish(struct ingest *in, struct qerr *e)
 		goto out;
 	json_t *msg = json_object_get(root, "message");
 	if (msg == NULL) {
-		qerr_input(e, 400, "JSON body carries no message (the json formatter): "
-			   "use the default, multipart or json_with_message formatter");
+		qerr_input(e, 400, "JSON body carries no message (the json formatter sends "
+			   "none): use the multipart, msgpack, json_with_message or default "
+			   "formatter");
 		goto out;
 	}
 	if (!json_is_string(msg)) {
@@ -301,6 +354,10 @@ static int request_prologue(struct ingest *in, char *const *envp, uint64_t *leng
 	} else if (ctype && strncasecmp(ctype, "application/json", 16) == 0) {
 		in->fmt = FMT_JSON;
 		strcpy(in->r->formatter, "json");
+	} else if (ctype && (strncasecmp(ctype, "application/msgpack", 19) == 0 ||
+			     strncasecmp(ctype, "application/x-msgpack", 21) == 0 ||
+			     strncasecmp(ctype, "application/vnd.msgpack", 23) == 0)) {
+		in->fmt = FMT_MSGPACK; /* its parser starts once the length is known */
 	}
 	in->fmt_from_type = in->fmt != FMT_UNDECIDED;
 	return 0;
@@ -357,6 +414,17 @@ static int body_finish(struct ingest *in, struct qerr *e)
 	case FMT_UNDECIDED:
 		return qerr_input(e, 400, "body holds only white space: no message");
 	case FMT_RAW:
+		if (!in->raw_checked &&
+		    msghdr_starts_mail(in->raw_head.data, in->raw_head.len) <= 0)
+			return qerr_input(e, 400, "%s", not_mail);
+		if (!in->raw_checked && message_write(in, in->raw_head.data, in->raw_head.len,
+						      e) < 0)
+			return -1;
+		in->raw_checked = true;
+		break;
+	case FMT_MSGPACK:
+		if (msgpack_in_finish(in->mp_in, &in->r->meta, e) < 0)
+			return -1;
 		break;
 	case FMT_MULTIPART:
 		if (multipart_finish(in->mp, e) < 0 || multipart_metadata_finish(in, e) < 0)
@@ -388,8 +456,14 @@ int ingest_request(struct store *s, const struct config *c, char *const *envp,
 	bool gzip = false;
 	int rc = -1;
 
+	/* A gzip body inflates to at most json_max bytes. */
+	in.body_bound = in.json_max;
 	if (request_prologue(&in, envp, &length, &gzip, e) < 0)
 		goto out;
+	if (!gzip && length < in.body_bound)
+		in.body_bound = length;
+	if (in.fmt == FMT_MSGPACK)
+		msgpack_start(&in);
 	if (meta_from_params(envp, c->header_prefix, &r->meta, e) < 0)
 		goto out;
 	if (gzip)
@@ -418,7 +492,9 @@ out:
 		multipart_free(in.mp);
 	if (in.gz)
 		gunzip_free(in.gz);
+	msgpack_in_free(in.mp_in);
 	buf_free(&in.json);
+	buf_free(&in.raw_head);
 	return rc;
 }
 

@@ -1,7 +1,7 @@
 /*
  * ingest.h - one POST from Rspamd, from FastCGI parameters and body bytes
  * to stored entries.  It picks the formatter (raw message, multipart,
- * json_with_message), undoes Content-Encoding, gathers the metadata and
+ * json_with_message, msgpack), undoes Content-Encoding, gathers the metadata and
  * streams the message into the store.  It knows nothing of FastCGI: the
  * worker hands it the parameters and a function that reads the body, so
  * tests and fuzzers can drive it directly.
@@ -29,7 +29,7 @@ struct ingest_result {
 	size_t created;      /* how many of them are new */
 	int skipped;         /* 1 if only_symbols excluded the message */
 	struct qmeta meta;   /* what was learned, for the log line */
-	char formatter[24];  /* "default", "multipart", "json_with_message" */
+	char formatter[24];  /* "default", "multipart", "json_with_message", "msgpack" */
 };
 
 /* Handles one request.  envp holds the FastCGI parameters.  Returns 0

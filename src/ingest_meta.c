@@ -72,7 +72,7 @@ static char *clean_text(const char *s, size_t n)
 		if (b.data[i] == '\0')
 			b.data[i] = ' ';
 	char *v = buf_steal(&b);
-	charset_strip_controls(v);
+	charset_blank_all_controls(v);
 	char *t = v;
 	while (*t == ' ' || *t == '\t')
 		t++;
@@ -444,6 +444,21 @@ static int json_array_field(json_t *obj, const char *key, char **slot, struct qe
 	set_owned(slot, xstrdup(text));
 	free(text);
 	return 0;
+}
+
+/* Every key meta_from_json below reads; keep the two in step. */
+static const char *const json_keys[] = {
+	"qid", "from", "user", "ip", "action", "subject", "rspamd_server", "rcpt",
+	"score", "scan_time", "size", "symbols", "fuzzy", "message_id",
+	"header_from", "header_to", "header_subject", "header_date",
+};
+
+bool meta_json_key_known(const char *key)
+{
+	for (size_t i = 0; i < sizeof json_keys / sizeof json_keys[0]; i++)
+		if (strcmp(key, json_keys[i]) == 0)
+			return true;
+	return false;
 }
 
 int meta_from_json(json_t *obj, struct qmeta *m, struct qerr *e)

@@ -7,6 +7,7 @@
 #define RQ_INGEST_META_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "common.h"
@@ -35,5 +36,9 @@ int meta_from_params(char *const *envp, const char *prefix, struct qmeta *m,
 /* Fills m from a JSON metadata object (keys of PROTOCOL.md §3).  Fields
  * already set in m are overwritten by the JSON's. */
 int meta_from_json(json_t *obj, struct qmeta *m, struct qerr *e);
+
+/* True if meta_from_json reads the key: the msgpack formatter's parser
+ * keeps only these keys' values. */
+bool meta_json_key_known(const char *key);
 
 #endif

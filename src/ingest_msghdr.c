@@ -117,6 +117,26 @@ static void store_field(struct qmeta *m, int f, const char *raw, size_t n)
 	*slot = v;
 }
 
+int msghdr_starts_mail(const void *data, size_t n)
+{
+	const unsigned char *p = data;
+	static const char mbox[] = "From ";
+	if (memcmp(p, mbox, n < 5 ? n : 5) == 0)
+		return n >= 5 ? 1 : -1;
+	/* field-name = 1*ftext, printable US-ASCII but the colon */
+	size_t i = 0;
+	while (i < n && p[i] >= 33 && p[i] <= 126 && p[i] != ':')
+		i++;
+	if (i == 0 && n > 0)
+		return 0;
+	/* RFC 5322's obsolete syntax allows blanks before the colon. */
+	while (i < n && (p[i] == ' ' || p[i] == '\t'))
+		i++;
+	if (i == n)
+		return n >= MSGHDR_START_MAX ? 0 : -1;
+	return p[i] == ':';
+}
+
 void msghdr_parse(const char *msg, size_t len, struct qmeta *m)
 {
 	bool seen[F_COUNT] = { false };

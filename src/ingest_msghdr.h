@@ -20,4 +20,15 @@ void msghdr_parse(const char *msg, size_t len, struct qmeta *m);
  * p[0..n), or 0 if the header has not ended within n bytes. */
 size_t msghdr_end(const char *p, size_t n);
 
+/* Most bytes msghdr_starts_mail needs to decide: a field name fits in
+ * one line of RFC 5322's 998 characters. */
+#define MSGHDR_START_MAX 1000
+
+/* Whether p[0..n), the start of a body taken as the raw message, looks
+ * like a mail message: it begins with a header field (an RFC 5322 field
+ * name, optional blanks, a colon) or an mbox "From " line.  1 yes, 0 no,
+ * -1 not decided yet (more bytes needed; with MSGHDR_START_MAX bytes or
+ * at the end of the body, undecided means no). */
+int msghdr_starts_mail(const void *p, size_t n);
+
 #endif

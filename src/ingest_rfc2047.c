@@ -3,6 +3,14 @@
  * 2047 encoded words into display UTF-8.  One pass over the input: text
  * between words is read as UTF-8 or Windows-1252; the bytes of adjacent
  * encoded words in one charset are gathered and converted together.
+ *
+ * Rspamd writes meta headers in three ways, all handled here: raw (3.4),
+ * Q words that split UTF-8 characters across words and can carry garbage
+ * bytes after the last one (3.12), and whole-character Q words glued to
+ * the text around them and to each other ("M=?UTF-8?Q?=C3=BCnchen?=",
+ * "?==?") (4.x).  A word is recognised wherever "=?" starts one, not only
+ * after white space as RFC 2047 asks, and the output is always valid
+ * UTF-8 without control characters: a header value never fails a request.
  */
 #include "ingest_rfc2047.h"
 
@@ -242,5 +250,10 @@ char *rfc2047_decode(const char *in, size_t len)
 	buf_free(&run.bytes);
 	if (out.data == NULL)
 		return xstrdup("");
-	return buf_steal(&out);
+	/* What could not be decoded (Rspamd 3.12's half characters, bytes
+	 * past the end of its buffer) is U+FFFD or Windows-1252 by now: valid
+	 * UTF-8.  DEL and the C1 controls that 8-bit text can carry go too. */
+	char *res = buf_steal(&out);
+	charset_blank_all_controls(res);
+	return res;
 }

@@ -119,9 +119,15 @@ for pyfile in tests/integration/test_*.py; do
 	pyname=$(basename "$pyfile")
 	case $pyname in
 	# The suites that hold for every backend run once per backend.
-	test_ingest.py | test_cli.py | test_e2e_rspamd.py | test_digest.py | test_pages.py)
+	test_ingest.py | test_replay.py | test_cli.py | test_e2e_rspamd.py | test_digest.py | test_pages.py)
 		run_py "$pyfile" "$pyname (file)" RQ_BACKEND=file
 		run_py "$pyfile" "$pyname (pgsql)" RQ_BACKEND=pgsql
+		# ... and the end-to-end suite once more per backend with the
+		# Rspamd 4.x of a Debian sid chroot (built once per machine).
+		if [ "$pyname" = test_e2e_rspamd.py ]; then
+			run_py "$pyfile" "$pyname (file, Rspamd 4.x)" RQ_BACKEND=file RQ_RSPAMD=4
+			run_py "$pyfile" "$pyname (pgsql, Rspamd 4.x)" RQ_BACKEND=pgsql RQ_RSPAMD=4
+		fi
 		;;
 	*)
 		run_py "$pyfile" "$pyname"

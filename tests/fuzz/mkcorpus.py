@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 # tests/fuzz/mkcorpus.py - writes the seed corpora of the fuzz harnesses
 # (corpus/<name>/) from the captured Rspamd requests and messages in
-# tests/fixtures/rspamd-3.4, the sample configuration and the string
+# tests/fixtures/rspamd-3.4 (the msgpack seeds and the newer meta headers
+# from rspamd-3.12.1 and rspamd-4.1.5), the sample configuration and the string
 # literals of the unit tests.  Rerun after changing the fixtures; inputs
 # found by fuzzing (crash-*) are kept.
 import base64
@@ -16,6 +17,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.normpath(os.path.join(HERE, "..", ".."))
 FIX = os.path.join(TOP, "tests", "fixtures", "rspamd-3.4")
+FIX_NEWER = [os.path.join(TOP, "tests", "fixtures", g) for g in ("rspamd-3.12.1", "rspamd-4.1.5")]
 BOUNDARY = "5f3c1a9e0b7d2c44"
 MAX_SEED = 16384  # bytes; larger inputs slow every fuzzing run
 
@@ -35,9 +37,9 @@ def read(path):
         return f.read()
 
 
-def requests():
+def requests(fix=FIX):
     """(label, [(header, value)], body) of each captured request."""
-    d = os.path.join(FIX, "requests")
+    d = os.path.join(fix, "requests")
     out = []
     for fn in sorted(os.listdir(d)):
         raw = read(os.path.join(d, fn))
@@ -129,6 +131,35 @@ def main():
     seed("meta", "subject-encoded",
          "HTTP_X_RSPAMD_SUBJECT==?utf-8?b?R3LDvMOfZQ0KYmNjOiB4?=\n"
          "HTTP_X_RSPAMD_FROM==?utf-8?q?a=0Ab?=@x\n")
+
+    # msgpack: 4 piece sizes, then a body of the msgpack or structured
+    # formatter (4.1.5), and hostile ones
+    newer = [(os.path.basename(f), requests(f)) for f in FIX_NEWER]
+    for gen, rs in newer:
+        for label, hdrs, body in rs:
+            rule = label.split(".")[1]
+            if rule in ("msgpack", "structured") and len(body) <= MAX_SEED:
+                seed("msgpack", gen + "-" + label, b"\x01\x07\x40\xff" + body)
+            if rule in ("msgpack", "structured") and len(body) <= MAX_SEED:
+                seed("ingest", gen + "-" + label, env_lines(hdrs) + body)
+            if rule == "default":
+                lines = [param(k).encode() + b"=" + v for k, v in hdrs
+                         if k.lower().startswith("x-rspamd-")]
+                seed("meta", gen + "-" + label, b"\n".join(lines) + b"\n")
+                for k, v in hdrs:
+                    if k.lower() in ("x-rspamd-subject", "x-rspamd-from", "x-rspamd-user"):
+                        seed("rfc2047", gen + "-" + label + "-" + k, v)
+    seed("msgpack", "str32-beyond", b"\x00\x00\x00\x00\x81\xa7message\xdb\xff\xff\xff\xf0S:x")
+    seed("msgpack", "array32-beyond",
+         b"\x02\x02\x02\x02\x82\xa7symbols\xdd\xff\xff\xff\xff\x01\xa7message\xa3S:x")
+    seed("msgpack", "deep", b"\x00\x01\x02\x03\x82\xa4junk" + b"\x91" * 40 + b"\x01\xa7message\xa3S:x")
+    seed("msgpack", "no-message", b"\x00\x00\x00\x00\x81\xa3qid\xa1x")
+    seed("msgpack", "bin-message-ext-meta",
+         b"\x03\x03\x03\x03\x83\xa7message\xc4\x03S:\xff\xa3qid\xd4\x01\x02\xa5score\xcb"
+         + struct.pack(">d", 1.5))
+    seed("rfc2047", "rspamd-4-glued", "Gr=?UTF-8?Q?=C3=BC=C3=9Fe?= aus M=?UTF-8?Q?=C3=BCnchen?=")
+    seed("rfc2047", "rspamd-4-from", "=?UTF-8?Q?j=C3=BCrgen=40m=C3=BCnchen.example?=")
+    seed("rfc2047", "rspamd-312-garbage", b"=?UTF-8?Q?M=C3?==?UTF-8?Q?=BCnchen!?=\x01\xff\x7f\xc2\x85")
 
     # rfc2047: header values from requests, messages and the unit tests
     for label, hdrs, body in reqs:

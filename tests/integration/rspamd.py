@@ -1,6 +1,8 @@
 """rspamd.py - a private Rspamd for the end-to-end tests, from Debian's
-`rspamd` package, beside any other Rspamd on the machine.  Python 3
-standard library only.
+`rspamd` package, beside any other Rspamd on the machine: the host's
+(Debian 12: 3.4) or, with `chroot=`, a newer one (4.x) from the Debian sid
+chroot that rspamd_chroot.sh builds once per machine.  Python 3 standard
+library only.
 
 The packaged configuration (/etc/rspamd/rspamd.conf) is used as it is;
 everything that belongs to one instance is moved into a directory of our
@@ -9,7 +11,9 @@ own with `--var`: the local overlay (LOCAL_CONFDIR), the databases
 
     local.d/metadata_exporter.conf   contrib/rspamd/local.d/metadata_exporter
                                      .conf as shipped; only its url (the
-                                     address the rule posts to) is replaced
+                                     address the rule posts to) is replaced,
+                                     and for Rspamd 4.x (generation="4") its
+                                     4.x rule is the active one
     local.d/options.inc              DNS pointed at a closed loopback port
                                      with a 50 ms timeout and no retries:
                                      every query fails at once and a scan
@@ -33,8 +37,17 @@ main process; it is stopped by that pid (and its workers, found through
         r.scan_json(path, ...)         # rspamc -j, parsed
         r.log()                        # the instance's log so far
 
+In a chroot, Rspamd runs in a mount namespace of its own (`unshare -m`):
+/proc, /sys and /dev are bind-mounted into the chroot and the instance
+directory onto /rq-instance there, inside that namespace only, so the
+mounts vanish with the process whatever happens to it, and two instances
+never see each other's.  rspamc is the chroot's too, run the same way.
+
+    r = Rspamd(tmp, url, chroot=chroot_dir(), generation="4")
+
 A component that cannot start raises RuntimeError with its log: the test
-fails, it is never skipped.
+fails, it is never skipped.  So does a chroot that cannot be built
+(ensure_chroot() raises with the build's log).
 """
 
 import contextlib
@@ -60,6 +73,14 @@ PACKAGED_CONF = "/etc/rspamd/rspamd.conf"
 RSPAMD_USER = "_rspamd"
 # The address the shipped rules post to; the only thing the tests change.
 EXPORTER_URL_TOKEN = "http://127.0.0.1:11380/quarantine"
+# The shipped file's 4.x rule, commented out between these lines.
+RULE4_BEGIN = "  # BEGIN rule for Rspamd 4.x\n"
+RULE4_END = "  # END rule for Rspamd 4.x\n"
+CHROOT_SCRIPT = os.path.join(HERE, "rspamd_chroot.sh")
+# Where rspamd_chroot.sh builds the chroot (RQ_RSPAMD_CHROOT overrides).
+CHROOT_DEFAULT = "/var/cache/rspamd-quarantine-tests/rspamd-sid"
+# The instance directory as Rspamd in the chroot sees it.
+CHROOT_INSTANCE = "/rq-instance"
 
 
 
@@ -73,30 +94,79 @@ def _alive(pid):
     return st[st.rindex(b")") + 2:].split()[0] != b"Z"
 
 
-def exporter_conf(url):
+def exporter_conf(url, generation="3"):
     """The shipped metadata_exporter.conf with every occurrence of its
-    example url replaced by url: nothing else changes."""
+    example url replaced by url.  For generation "4" the rule for Rspamd
+    3.4 to 3.12 is taken out and the 4.x rule uncommented, as the file
+    tells an administrator to do; nothing else changes."""
     with open(EXPORTER_CONF) as f:
         text = f.read()
     if EXPORTER_URL_TOKEN not in text:
         raise RuntimeError("%s no longer contains %s" % (EXPORTER_CONF, EXPORTER_URL_TOKEN))
+    if generation == "4":
+        m = re.search(r"^  QUARANTINE \{\n.*?^  \}\n", text, re.M | re.S)
+        b, e = text.find(RULE4_BEGIN), text.find(RULE4_END)
+        if m is None or b < 0 or e < b:
+            raise RuntimeError("%s: no active QUARANTINE rule or no 4.x rule between %r and %r"
+                               % (EXPORTER_CONF, RULE4_BEGIN, RULE4_END))
+        rule = "".join(re.sub(r"^(\s*)#", r"\1", ln, count=1) for ln in
+                       text[b + len(RULE4_BEGIN):e].splitlines(True))
+        text = text[:b] + rule + text[e + len(RULE4_END):]
+        text = text[:m.start()] + text[m.end():]
     return text.replace(EXPORTER_URL_TOKEN, url)
+
+
+def chroot_dir():
+    return os.environ.get("RQ_RSPAMD_CHROOT", CHROOT_DEFAULT)
+
+
+def ensure_chroot(path=None, timeout=1800):
+    """The sid chroot with Rspamd 4.x, built by rspamd_chroot.sh if it is
+    not there yet (minutes, once per machine); RuntimeError with the
+    build's log if it cannot be built."""
+    path = path or chroot_dir()
+    if os.path.exists(path + ".stamp") and os.access(os.path.join(path, "usr/bin/rspamd"),
+                                                     os.X_OK):
+        return path
+    p = subprocess.run(["sh", CHROOT_SCRIPT, path], capture_output=True, timeout=timeout,
+                       stdin=subprocess.DEVNULL)
+    if p.returncode != 0:
+        raise RuntimeError("the Rspamd 4.x chroot could not be built (%s, exit %d):\n%s\n%s"
+                           % (CHROOT_SCRIPT, p.returncode,
+                              p.stdout.decode("utf-8", "replace")[-20000:],
+                              p.stderr.decode("utf-8", "replace")[-20000:]))
+    return path
+
+
+def _chroot_ids(root):
+    """uid and gid of the Rspamd user inside the chroot."""
+    with open(os.path.join(root, "etc", "passwd")) as f:
+        for ln in f:
+            p = ln.split(":")
+            if p[0] == RSPAMD_USER:
+                return int(p[2]), int(p[3])
+    raise RuntimeError("no user %s in %s/etc/passwd" % (RSPAMD_USER, root))
 
 
 class Rspamd:
     """A private Rspamd instance in tmp/name (see module doc).
 
-    url      where the shipped metadata_exporter rules post to
-    files    {path relative to the overlay: text} added to the overlay
-             (e.g. "local.d/actions.conf", "rspamd.local.lua")
+    url        where the shipped metadata_exporter rules post to
+    files      {path relative to the overlay: text} added to the overlay
+               (e.g. "local.d/actions.conf", "rspamd.local.lua")
     secure_ip  the controller's secure_ip (trusted without its password);
-             the default trusts loopback
-    password the controller's password; Rspamd refuses its default "q1"
-             from addresses outside secure_ip
+               the default trusts loopback
+    password   the controller's password; Rspamd refuses its default "q1"
+               from addresses outside secure_ip
+    chroot     run the Rspamd of this chroot (see ensure_chroot) instead
+               of the host's
+    generation "3" or "4": which of the shipped rules is active
     """
 
     def __init__(self, tmp, url, files=None, name="rspamd", secure_ip="127.0.0.1",
-                 password="q1"):
+                 password="q1", chroot=None, generation="3"):
+        self.chroot = chroot
+        self.generation = generation
         self.dir = os.path.join(tmp, name)
         self.local = os.path.join(self.dir, "local")
         self.dbdir = os.path.join(self.dir, "db")
@@ -134,7 +204,7 @@ class Rspamd:
                   self.logdir):
             os.makedirs(d, exist_ok=True)
         base = {
-            "local.d/metadata_exporter.conf": exporter_conf(self.url),
+            "local.d/metadata_exporter.conf": exporter_conf(self.url, self.generation),
             "local.d/options.inc":
                 "# private instance: no resolver, so no scan waits on DNS\n"
                 "dns {\n  nameserver = [\"127.0.0.1:%d\"];\n  timeout = 0.05s;\n"
@@ -162,8 +232,11 @@ class Rspamd:
         parents must be traversable by it."""
         if os.geteuid() != 0:
             return
-        pw = pwd.getpwnam(RSPAMD_USER)
-        uid, gid = pw.pw_uid, pw.pw_gid
+        if self.chroot:
+            uid, gid = _chroot_ids(self.chroot)
+        else:
+            pw = pwd.getpwnam(RSPAMD_USER)
+            uid, gid = pw.pw_uid, pw.pw_gid
         d = os.path.dirname(self.dir)
         while d not in ("/", ""):
             st = os.stat(d)
@@ -175,16 +248,37 @@ class Rspamd:
             for n in files:
                 os.chown(os.path.join(top, n), uid, gid)
 
+    def _inner(self, path):
+        """A path of the instance directory as Rspamd sees it."""
+        if not self.chroot:
+            return path
+        return CHROOT_INSTANCE + path[len(self.dir):]
+
+    def in_chroot(self, argv):
+        """argv run inside the chroot, in a mount namespace of its own
+        with /proc, /sys, /dev and the instance directory bound in."""
+        if not self.chroot:
+            return argv
+        script = ('set -e; r="$1"; d="$2"; shift 2; '
+                  'for m in proc sys dev; do mount --bind "/$m" "$r/$m"; done; '
+                  'mkdir -p "$r%s"; mount --bind "$d" "$r%s"; '
+                  'exec chroot "$r" "$@"' % (CHROOT_INSTANCE, CHROOT_INSTANCE))
+        return (["unshare", "--mount", "--propagation", "private", "sh", "-c", script,
+                 "sh", self.chroot, self.dir] + argv)
+
     def args(self):
         a = ["rspamd", "-f", "-c", PACKAGED_CONF,
-             "--var", "LOCAL_CONFDIR=" + self.local,
-             "--var", "DBDIR=" + self.dbdir,
-             "--var", "RUNDIR=" + self.rundir,
-             "--var", "LOGDIR=" + self.logdir]
+             "--var", "LOCAL_CONFDIR=" + self._inner(self.local),
+             "--var", "DBDIR=" + self._inner(self.dbdir),
+             "--var", "RUNDIR=" + self._inner(self.rundir),
+             "--var", "LOGDIR=" + self._inner(self.logdir)]
         if os.geteuid() == 0:
-            grp.getgrnam(RSPAMD_USER)
+            if not self.chroot:
+                grp.getgrnam(RSPAMD_USER)
             a[1:1] = ["-u", RSPAMD_USER, "-g", RSPAMD_USER]
-        return a
+        elif self.chroot:
+            raise RuntimeError("Rspamd in a chroot needs root")
+        return self.in_chroot(a)
 
     def log(self):
         return ("---- rspamd stderr ----\n" + _read(self.stderr_log)
@@ -192,8 +286,10 @@ class Rspamd:
 
     def rspamc(self, *args, host=None, timeout=60, input=None):
         """Runs rspamc against this instance; (rc, stdout bytes, stderr)."""
-        p = subprocess.run(["rspamc", "-h", host or self.normal, "-t", "30"]
-                           + [str(a) for a in args],
+        argv = ["rspamc", "-h", host or self.normal, "-t", "30"]
+        argv += [self._inner(a) if isinstance(a, str) and a.startswith(self.dir + "/")
+                 else str(a) for a in args]
+        p = subprocess.run(self.in_chroot(argv),
                            input=input, capture_output=True, timeout=timeout,
                            stdin=None if input is not None else subprocess.DEVNULL)
         return p.returncode, p.stdout, p.stderr.decode("utf-8", "replace")
@@ -212,7 +308,10 @@ class Rspamd:
     def start(self, timeout=60):
         """Starts the instance; returns when both the controller answers
         `rspamc stat` and the scanner accepts connections."""
-        if shutil.which("rspamd") is None or shutil.which("rspamc") is None:
+        if self.chroot:
+            if not os.access(os.path.join(self.chroot, "usr/bin/rspamd"), os.X_OK):
+                raise RuntimeError("no rspamd in the chroot %s" % self.chroot)
+        elif shutil.which("rspamd") is None or shutil.which("rspamc") is None:
             raise RuntimeError("rspamd/rspamc not found: install Debian's rspamd package")
         with open(self.stderr_log, "ab") as log:
             self.proc = subprocess.Popen(self.args(), stdin=subprocess.DEVNULL,
@@ -275,15 +374,24 @@ class Rspamd:
 
     # ------------------------------------------------------------ scanning
 
+    def _scan(self, path, args):
+        """rspamc args path; in a chroot, where the file is not to be seen,
+        the message goes on rspamc's standard input instead."""
+        if not self.chroot:
+            return self.rspamc(*(list(args) + [path]))
+        with open(path, "rb") as f:
+            data = f.read()
+        return self.rspamc(*args, input=data)
+
     def scan(self, path, *args):
         """rspamc [args] path: (rc, stdout text, stderr)."""
-        rc, out, err = self.rspamc(*(list(args) + [path]))
+        rc, out, err = self._scan(path, args)
         return rc, out.decode("utf-8", "replace"), err
 
     def scan_json(self, path, *args):
         """rspamc -j [args] path, parsed: Rspamd's own result (the
         metric's action, score and symbols)."""
-        rc, out, err = self.rspamc(*(["-j"] + list(args) + [path]))
+        rc, out, err = self._scan(path, ["-j"] + list(args))
         if rc != 0:
             raise AssertionError("rspamc -j %s failed (%d): %s %s"
                                  % (path, rc, out[:2000], err))

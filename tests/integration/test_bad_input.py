@@ -228,10 +228,12 @@ class LengthTest(BadInputCase):
 # ------------------------------------------------------------------ gzip
 
 def gzip_bomb(size):
-    """gzip of `size` zero bytes, built in pieces."""
+    """gzip of a header line and `size` zero bytes, built in pieces: it
+    starts like mail, so only the size can refuse it."""
     co = zlib.compressobj(9, zlib.DEFLATED, 31)
     zero = b"\0" * (1 << 20)
-    out = [co.compress(zero) for _ in range(size >> 20)]
+    out = [co.compress(b"Subject: bomb\r\n\r\n")]
+    out += [co.compress(zero) for _ in range(size >> 20)]
     out.append(co.flush())
     return b"".join(out)
 
@@ -555,6 +557,136 @@ class AccessTest(BadInputCase):
             env["REMOTE_ADDR"] = addr
             self.expect(self.fcgi(env, body), 403, repr(addr[:40]))
         self.assertNothing()
+
+
+# ------------------------------------------------------------------ msgpack
+
+MP_FIXTURES = os.path.join(h.ROOT, "tests", "fixtures", "rspamd-4.1.5")
+
+
+def mp_fixture_body(name):
+    """The body of a 4.1.5 capture (msgpack, structured ...)."""
+    with open(os.path.join(MP_FIXTURES, "requests", name), "rb") as f:
+        return h.split_request(f.read())[3]
+
+
+def mp_str(b):
+    """A msgpack str of b (str8/16/32 by length)."""
+    n = len(b)
+    if n < 32:
+        return bytes([0xa0 | n]) + b
+    if n < 256:
+        return b"\xd9" + bytes([n]) + b
+    if n < 65536:
+        return b"\xda" + n.to_bytes(2, "big") + b
+    return b"\xdb" + n.to_bytes(4, "big") + b
+
+
+def mp_map(pairs):
+    """A msgpack map of (key bytes, encoded value bytes) pairs."""
+    assert len(pairs) < 16
+    return bytes([0x80 | len(pairs)]) + b"".join(mp_str(k) + v for k, v in pairs)
+
+
+class MsgpackTest(BadInputCase):
+    """Rspamd 4.x's msgpack formatter gone wrong: each a clear 4xx, nothing
+    stored, the worker's memory untouched by declared lengths."""
+
+    def expect_refused(self, body, status, part, what, headers=()):
+        resp = self.via_nginx(request(body, list(headers)))
+        self.expect(resp, status, what)
+        err = json.loads(resp[2].decode())["error"]
+        self.assertIn(part, err, "%s: %s" % (what, err))
+        self.assertNothing()
+
+    def test_truncated(self):
+        body = mp_fixture_body("02-utf8-two-rcpt-user-ipv6.msgpack.http")
+        for cut in (1, 3, 40, len(body) // 2, len(body) - 1):
+            resp = self.via_nginx(request(body[:cut]))
+            self.expect(resp, 400, "cut at %d of %d" % (cut, len(body)))
+        self.assertNothing()
+
+    def test_no_message(self):
+        self.expect_refused(mp_map([(b"qid", mp_str(b"4NOMSG")), (b"action", mp_str(b"reject"))]),
+                            400, "no message", "map without message")
+        self.expect_refused(mp_fixture_body("04-big-attachment-three-rcpt.structured.http"),
+                            400, "structured", "the structured formatter")
+
+    def test_message_of_the_wrong_type(self):
+        for what, v in (("integer", b"\x05"), ("array", b"\x91\xa1x"), ("map", b"\x80"),
+                        ("nil", b"\xc0"), ("float", b"\xcb" + b"\0" * 8)):
+            self.expect_refused(mp_map([(b"message", v)]), 400, "not a str or bin", what)
+
+    def test_declared_lengths_beyond_the_body(self):
+        """str32 / bin32 / array32 / map32 claiming gigabytes in a body of a
+        few bytes: refused at the header, nothing of that size allocated."""
+        huge = b"\xff\xff\xff\xf0"
+        near = (8 << 20).to_bytes(4, "big")  # under max_message_size (default 50M)
+        cases = [
+            ("str32 message", mp_map([(b"message", b"\xdb" + near + b"Subject: x\r\n")]),
+             400, "more than the body holds"),
+            ("bin32 message", mp_map([(b"message", b"\xc6" + near + b"Subject: x\r\n")]),
+             400, "more than the body holds"),
+            ("str32 message over max_message_size",
+             mp_map([(b"message", b"\xdb" + huge + b"Subject: x\r\n")]), 413, "max_message_size"),
+            ("str32 subject", mp_map([(b"subject", b"\xdb" + huge + b"x"),
+                                      (b"message", mp_str(b"Subject: x\r\n"))]),
+             400, "more than the body holds"),
+            ("array32 symbols", mp_map([(b"symbols", b"\xdd" + huge + b"\x01"),
+                                        (b"message", mp_str(b"Subject: x\r\n"))]),
+             400, "elements"),
+            ("map32 top", b"\xdf" + huge + mp_str(b"message") + mp_str(b"Subject: x\r\n"),
+             400, "entries"),
+        ]
+        for what, body, status, part in cases:
+            self.expect_refused(body, status, part, what)
+        for pid in self.d.worker_pids():
+            self.assertLess(vm_hwm_kb(pid), 64 * 1024, "worker %d peak memory" % pid)
+
+    def test_depth_bombs(self):
+        for key in (b"symbols", b"unknown_key"):
+            bomb = mp_map([(key, b"\x91" * 100000 + b"\x01"),
+                           (b"message", mp_str(b"Subject: x\r\n"))])
+            self.expect_refused(bomb, 400, "deeper", key.decode())
+
+    def test_msgpack_inside_gzip(self):
+        body = mp_fixture_body("01-plain.msgpack.http")
+        with open(os.path.join(MP_FIXTURES, "messages", "plain.eml"), "rb") as f:
+            want = f.read()
+        enc = [("Content-Encoding", "gzip")]
+        self.expect_refused(gzip.compress(body[:-10]), 400, "truncated", "gzip of cut msgpack",
+                            enc)
+        self.expect_refused(gzip.compress(b"\x81" + mp_str(b"message") + b"\x05"), 400,
+                            "not a str or bin", "gzip of msgpack with a bad message", enc)
+        gz = gzip.compress(body)
+        self.expect_refused(gz[:len(gz) // 2], 400, "gzip", "cut gzip of msgpack", enc)
+        resp = self.via_nginx(request(gzip.compress(body), enc))
+        self.expect(resp, 200, "gzip of a good msgpack body")
+        # the msgpack map's rcpt (bob) overrides the meta headers' here: same
+        self.assertStoredExact(want)
+
+    def test_big_message_memory_flat(self):
+        """A 40 MB message in a msgpack body (bin32, 8-bit) is streamed to
+        the store: the worker's peak memory stays far below its size."""
+        msg = (b"Subject: big\r\n\r\n" + b"\xe4x" * (20 << 20))
+        body = mp_map([(b"qid", mp_str(b"4BIGMP")),
+                       (b"message", b"\xc6" + len(msg).to_bytes(4, "big") + msg)])
+        resp = self.via_nginx(request(body))
+        self.expect(resp, 200, "40 MB msgpack message")
+        peak = max(vm_hwm_kb(pid) for pid in self.d.worker_pids())
+        # about 6 MB here; holding the message once would be over 40 MB
+        self.assertLess(peak, 32 * 1024, "worker peak %d KB for a 40 MB message" % peak)
+        got = self.stored()
+        self.assertEqual([len(d) for _, d in got], [len(msg)])
+        self.assertEqual(got[0][1], msg)
+
+    def test_body_that_is_not_mail(self):
+        for body in (b"hello, this is no mail\r\n", b"\x93\x01\x02\x03",
+                     b"\r\nSubject: after a blank line\r\n\r\nx\r\n", b"\0\0\0\0"):
+            self.expect_refused(body, 400, "body is not a mail message; which formatter sent it?",
+                                repr(body[:20]))
+        # a short but real message still goes in
+        self.expect(self.via_nginx(request(b"Subject: x\n\nshort\n")), 200, "short mail")
 
 
 if __name__ == "__main__":

@@ -192,6 +192,17 @@ static void test_strip_controls(void **state)
 	assert_string_equal(u, "\xc3\xbc ");
 }
 
+/* Every control goes from display text, C1 included; UTF-8 stays valid. */
+static void test_blank_all_controls(void **state)
+{
+	(void)state;
+	char s[] = "a\rb\x01" "c\x7f" "d\xc2\x85" "e\xc2\x9f" "f\xc2\xa0g\xc3\xbc\th";
+	charset_blank_all_controls(s);
+	assert_string_equal(s, "a b c d e f\xc2\xa0g\xc3\xbc\th");
+	assert_true(utf8_valid(s, strlen(s)));
+	charset_blank_all_controls(NULL); /* harmless */
+}
+
 /* Cutting never leaves half a character behind. */
 static void test_utf8_cut(void **state)
 {
@@ -219,6 +230,7 @@ int main(void)
 		cmocka_unit_test(test_append_invalid_input),
 		cmocka_unit_test(test_append_unknown_charset),
 		cmocka_unit_test(test_strip_controls),
+		cmocka_unit_test(test_blank_all_controls),
 		cmocka_unit_test(test_utf8_valid_long_runs),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,7 +1,8 @@
 /*
  * test_ingest.c - the ingest pipeline driven directly, as the worker
  * drives it, with the real file store in a temporary directory: every
- * formatter Rspamd can send, gzip, the captured Rspamd 3.4 requests, and
+ * formatter Rspamd can send, gzip, the captured Rspamd 3.4 and 4.1.5
+ * requests (msgpack, structured), bodies that are not mail, and
  * the statuses bad requests must get, with nothing stored for them.
  */
 #include <setjmp.h>
@@ -24,6 +25,7 @@
 #include "config.h"
 #include "ingest.h"
 #include "ingest_meta.h"
+#include "ingest_msgpack.h"
 #include "record.h"
 #include "store.h"
 
@@ -605,6 +607,353 @@ static void test_storage_failure_is_503(void **state)
 	req_free(&rq);
 }
 
+#define REQUESTS_4 "tests/fixtures/rspamd-4.1.5/requests/"
+#define MESSAGES_4 "tests/fixtures/rspamd-4.1.5/messages/"
+
+/* The whole of a file. */
+static void file_load(struct buf *b, const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	assert_non_null(f);
+	char tmp[65536];
+	size_t got;
+	while ((got = fread(tmp, 1, sizeof tmp, f)) > 0)
+		buf_append(b, tmp, got);
+	fclose(f);
+}
+
+/* Drops the meta headers, so that only the body can tell the metadata. */
+static void req_drop_meta_headers(struct req *rq)
+{
+	for (size_t i = 0; i < rq->n;) {
+		if (strncmp(rq->env[i], "HTTP_X_RSPAMD_", 14) == 0) {
+			char *name = xstrndup(rq->env[i], strcspn(rq->env[i], "="));
+			req_del(rq, name);
+			free(name);
+		} else {
+			i++;
+		}
+	}
+}
+
+/* Every msgpack request Rspamd 4.1.5 sent: stored once per recipient,
+ * byte-exact (a str for UTF-8 mail, a bin for 8-bit), in pieces of one
+ * byte (every framing state split) and of 1000, with and without the meta
+ * headers beside the map. */
+static void test_msgpack_fixtures(void **state)
+{
+	struct fixture *fx = *state;
+	static const struct {
+		const char *file, *eml, *from;
+		size_t nrcpt;
+	} cases[] = {
+		{"01-plain", "plain.eml", "alice@example.org", 1},
+		{"02-utf8-two-rcpt-user-ipv6", "utf8.eml", "juergen@example.de", 2},
+		{"03-latin1-no-envelope", "latin1.eml", NULL, 1},
+		{"04-big-attachment-three-rcpt", "big.eml", "mallory@evil.example", 3},
+		{"05-lf-line-endings", "lf.eml", "nobody@example.com", 1},
+		{"06-authenticated-user", "plain.eml", "alice@example.org", 1},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		for (int variant = 0; variant < 3; variant++) {
+			struct req rq;
+			char path[256];
+			snprintf(path, sizeof path, REQUESTS_4 "%s.msgpack.http", cases[i].file);
+			req_load(&rq, path);
+			rq.piece = variant == 0 ? 1 : 1000;
+			if (variant == 2)
+				req_drop_meta_headers(&rq);
+			struct buf want = {0};
+			snprintf(path, sizeof path, MESSAGES_4 "%s", cases[i].eml);
+			file_load(&want, path);
+			struct ingest_result res;
+			struct qerr e;
+			if (run(fx, &rq, &res, &e) != 200)
+				fail_msg("%s variant %d: %d %s", cases[i].file, variant, res.http, e.msg);
+			assert_string_equal(res.formatter, "msgpack");
+			assert_int_equal(res.nids, cases[i].nrcpt);
+			for (size_t k = 0; k < res.nids; k++)
+				assert_content(fx, res.ids[k], want.data, want.len);
+			struct qentry en;
+			assert_int_equal(store_get(fx->s, res.ids[0], &en, &e), 0);
+			if (cases[i].from)
+				assert_string_equal(en.meta.env_from, cases[i].from);
+			else
+				assert_null(en.meta.env_from);
+			assert_non_null(en.meta.symbols_json);
+			assert_true(en.meta.has_score);
+			qentry_free(&en);
+			ingest_result_free(&res);
+			buf_free(&want);
+			req_free(&rq);
+		}
+	}
+}
+
+/* structured and json carry no message: 400 naming the formatters to use. */
+static void test_structured_and_json_refused(void **state)
+{
+	struct fixture *fx = *state;
+	static const char *const files[] = {
+		"01-plain.structured.http", "02-utf8-two-rcpt-user-ipv6.structured.http",
+		"04-big-attachment-three-rcpt.structured.http", "01-plain.json.http",
+	};
+	for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+		struct req rq;
+		char path[256];
+		snprintf(path, sizeof path, REQUESTS_4 "%s", files[i]);
+		req_load(&rq, path);
+		rq.piece = 333;
+		expect_refused(fx, &rq, 400, "multipart");
+		req_free(&rq);
+	}
+}
+
+/* A msgpack body built from bytes: a map of n entries, then the rest. */
+static void mp_req(struct req *rq, const void *p, size_t n)
+{
+	memset(rq, 0, sizeof *rq);
+	req_set(rq, "REQUEST_METHOD", "POST");
+	req_set(rq, "CONTENT_TYPE", "text/plain");
+	req_set(rq, "HTTP_X_RSPAMD_RCPT", "[\"bob@example.net\"]");
+	req_body(rq, p, n);
+}
+
+#define MP(s) (s), sizeof(s) - 1
+
+/* Bad msgpack: each a clear 4xx naming the fault, nothing stored. */
+static void test_msgpack_bad(void **state)
+{
+	struct fixture *fx = *state;
+	static const struct {
+		const char *what;
+		const char *body;
+		size_t len;
+		int http;
+		const char *msg;
+	} cases[] = {
+		{"no message", MP("\x81\xa3qid\xa1x"), 400, "no message"},
+		{"empty map", MP("\x80"), 400, "no message"},
+		{"message an integer", MP("\x81\xa7message\x05"), 400, "not a str or bin"},
+		{"message an array", MP("\x81\xa7message\x91\xa1x"), 400, "an array"},
+		{"message nil", MP("\x81\xa7message\xc0"), 400, "nil"},
+		{"message empty", MP("\x81\xa7message\xa0"), 400, "empty"},
+		{"message twice", MP("\x82\xa7message\xa3S:x\xa7message\xa3S:y"), 400, "twice"},
+		{"key twice", MP("\x83\xa3qid\xa1x\xa3qid\xa1y\xa7message\xa3S:x"), 400, "twice"},
+		{"str32 beyond the body", MP("\x81\xa7message\xdb\x7f\xff\xff\xffSubject: x\r\n"),
+		 413, "max_message_size"},
+		{"str32 short of max but beyond the body",
+		 MP("\x81\xa7message\xdb\x00\x10\x00\x00Subject: x\r\n"), 400, "more than the body"},
+		{"bin32 beyond the body", MP("\x81\xa7message\xc6\x00\x10\x00\x00Subject: x\r\n"),
+		 400, "more than the body"},
+		{"metadata str32 beyond the body",
+		 MP("\x82\xa7subject\xdb\xff\xff\xff\xf0xx\xa7message\xa3S:x"), 400, "more than the body"},
+		{"array32 count beyond the body",
+		 MP("\x82\xa7symbols\xdd\xff\xff\xff\xff\x01\xa7message\xa3S:x"), 400, "elements"},
+		{"map32 count beyond the body", MP("\xdf\xff\xff\xff\xff\xa7message\xa3S:x"), 400,
+		 "entries"},
+		{"unknown key skipped, its str32 still bounded",
+		 MP("\x82\xa4junk\xdb\xff\xff\xff\xf0xx\xa7message\xa3S:x"), 400, "more than the body"},
+		{"cut in the message", MP("\x81\xa7message\xa9Subject:"), 400, "more than the body"},
+		{"truncated before a value", MP("\x82\xa7message\xa3S:x\xa1q"), 400, "truncated"},
+		{"truncated inside an array", MP("\x82\xa7message\xa3S:x\xa7symbols\x92\xa1x"), 400,
+		 "truncated"},
+		{"truncated in the map header", MP("\xde\x00"), 400, "truncated"},
+		{"bytes after the map", MP("\x81\xa7message\xa3S:x\x00"), 400, "after the end"},
+		{"unused byte", MP("\x82\xa3qid\xc1\xa7message\xa3S:x"), 400, "0xc1"},
+		{"key not a str", MP("\x82\x01\xa1x\xa7message\xa3S:x"), 400, "not a str"},
+		{"ext metadata", MP("\x82\xa3qid\xd4\x01\x02\xa7message\xa3S:x"), 400, "ext"},
+		{"score not a number", MP("\x82\xa5score\xa2hi\xa7message\xa3S:x"), 400, "score"},
+		{"rcpt not an array", MP("\x82\xa4rcpt\x05\xa7message\xa3S:x"), 400, "rcpt"},
+		{"not a map but an array", MP("\x91\xa7message"), 400, "not a mail message"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		for (size_t piece = 1; piece <= 1000; piece += 999) {
+			struct req rq;
+			mp_req(&rq, cases[i].body, cases[i].len);
+			rq.piece = piece;
+			struct ingest_result res;
+			struct qerr e;
+			size_t before = entries(fx);
+			int got = run(fx, &rq, &res, &e);
+			if (got != cases[i].http || strstr(e.msg, cases[i].msg) == NULL)
+				fail_msg("%s: got %d '%s', want %d '%s'", cases[i].what, got, e.msg,
+					 cases[i].http, cases[i].msg);
+			assert_int_equal(entries(fx), before);
+			ingest_result_free(&res);
+			req_free(&rq);
+		}
+	}
+
+	/* Nesting: depth bombs in a kept and in a skipped value. */
+	for (int kept = 0; kept < 2; kept++) {
+		struct buf b = {0};
+		buf_appends(&b, "\x82");
+		buf_appends(&b, kept ? "\xa7symbols" : "\xa4junk");
+		for (int d = 0; d < 5000; d++)
+			buf_appends(&b, "\x91");
+		buf_appends(&b, "\x01\xa7message\xa3S:x");
+		struct req rq;
+		mp_req(&rq, b.data, b.len);
+		expect_refused(fx, &rq, 400, "deeper");
+		req_free(&rq);
+		buf_free(&b);
+	}
+	/* Element counts within bounds, but each a 9-byte float: the kept
+	 * metadata is still cut at 8 MB. */
+	{
+		struct buf fl = {0};
+		static const char head[] = "\x82\xa7message\xa3S:x\xa7symbols\xdd\x00\x10\x00\x00";
+		buf_append(&fl, head, sizeof head - 1);
+		for (int k = 0; k < 0x100000; k++)
+			buf_append(&fl, "\xcb\x3f\xf0\x00\x00\x00\x00\x00\x00", 9);
+		struct req fr;
+		mp_req(&fr, fl.data, fl.len);
+		expect_refused(fx, &fr, 413, "metadata exceeds");
+		req_free(&fr);
+		buf_free(&fl);
+	}
+	/* Keys of 64 to 70 bytes are none of ours: skipped, not copied. */
+	for (int klen = 64; klen <= 70; klen++) {
+		struct buf kb = {0};
+		buf_appends(&kb, "\x82\xd9");
+		buf_appendc(&kb, (char)klen);
+		for (int k = 0; k < klen; k++)
+			buf_appendc(&kb, 'k');
+		buf_appends(&kb, "\xa1q\xa7message\xa3S:x");
+		struct req kr;
+		mp_req(&kr, kb.data, kb.len);
+		struct ingest_result kres;
+		struct qerr ke;
+		if (run(fx, &kr, &kres, &ke) != 200)
+			fail_msg("key of %d bytes: %d %s", klen, kres.http, ke.msg);
+		ingest_result_free(&kres);
+		req_free(&kr);
+		buf_free(&kb);
+	}
+	/* One level less than the bound is fine in a skipped value. */
+	struct buf b = {0};
+	buf_appends(&b, "\x82\xa4junk");
+	for (int d = 0; d < MSGPACK_DEPTH_MAX - 2; d++)
+		buf_appends(&b, "\x91");
+	buf_appends(&b, "\x01\xa7message\xa3S:x");
+	struct req rq;
+	mp_req(&rq, b.data, b.len);
+	struct ingest_result res;
+	struct qerr e;
+	if (run(fx, &rq, &res, &e) != 200)
+		fail_msg("depth %d: %d %s", MSGPACK_DEPTH_MAX - 1, res.http, e.msg);
+	assert_content(fx, res.ids[0], "S:x", 3);
+	ingest_result_free(&res);
+	req_free(&rq);
+	buf_free(&b);
+}
+
+/* gzip of a msgpack body: the good one stored, a bad one refused. */
+static void test_msgpack_gzip(void **state)
+{
+	struct fixture *fx = *state;
+	struct req rq;
+	req_load(&rq, REQUESTS_4 "02-utf8-two-rcpt-user-ipv6.msgpack.http");
+	struct buf want = {0};
+	file_load(&want, MESSAGES_4 "utf8.eml");
+	for (int bad = 0; bad < 2; bad++) {
+		size_t plain_len = bad ? rq.body_len - 40 : rq.body_len; /* cut inside the map */
+		z_stream z = {0};
+		assert_int_equal(deflateInit2(&z, 6, Z_DEFLATED, 16 + MAX_WBITS, 8,
+					      Z_DEFAULT_STRATEGY), Z_OK);
+		size_t cap = deflateBound(&z, plain_len) + 64;
+		unsigned char *gz = xmalloc(cap);
+		z.next_in = (unsigned char *)rq.body;
+		z.avail_in = (uInt)plain_len;
+		z.next_out = gz;
+		z.avail_out = (uInt)cap;
+		assert_int_equal(deflate(&z, Z_FINISH), Z_STREAM_END);
+		struct req g = {0};
+		for (size_t i = 0; i < rq.n; i++) {
+			char *eq = strchr(rq.env[i], '=');
+			char *name = xstrndup(rq.env[i], (size_t)(eq - rq.env[i]));
+			req_set(&g, name, eq + 1);
+			free(name);
+		}
+		req_body(&g, gz, z.total_out);
+		deflateEnd(&z);
+		req_set(&g, "HTTP_CONTENT_ENCODING", "gzip");
+		g.piece = 100;
+		if (bad) {
+			expect_refused(fx, &g, 400, "truncated");
+		} else {
+			struct ingest_result res;
+			struct qerr e;
+			assert_int_equal(run(fx, &g, &res, &e), 200);
+			assert_string_equal(res.formatter, "msgpack");
+			assert_int_equal(res.nids, 2);
+			assert_content(fx, res.ids[1], want.data, want.len);
+			ingest_result_free(&res);
+		}
+		free(gz);
+		req_free(&g);
+	}
+	buf_free(&want);
+	req_free(&rq);
+}
+
+/* A body taken as the raw message must start like one. */
+static void test_raw_must_look_like_mail(void **state)
+{
+	struct fixture *fx = *state;
+	static const struct {
+		const char *body;
+		size_t len;
+		int http;
+	} cases[] = {
+		{MP("hello world\r\n"), 400},
+		{MP("\r\nSubject: leading blank line\r\n\r\nx\r\n"), 400},
+		{MP("\x93\x01\x02\x03"), 400},
+		{MP("Subject"), 400},
+		{MP(": no name\r\n"), 400},
+		{MP("Subj\xc3\xa9t: 8-bit name\r\n"), 400},
+		{MP("Subject: x\r\n\r\nbody\r\n"), 200},
+		{MP("X-Obsolete  : blanks before the colon\n\nbody\n"), 200},
+		{MP("From alice@example.org Mon Nov 23 10:00:00 2026\nSubject: mbox\n\nb\n"), 200},
+		{MP("Received: from x\r\n\tby y;\r\nSubject: \xe4\r\n\r\n\xff\xfe\r\n"), 200},
+		{MP("S:"), 200},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		for (size_t piece = 1; piece <= 1000; piece += 999) {
+			struct req rq;
+			mp_req(&rq, cases[i].body, cases[i].len);
+			rq.piece = piece;
+			struct ingest_result res;
+			struct qerr e;
+			size_t before = entries(fx);
+			int got = run(fx, &rq, &res, &e);
+			if (got != cases[i].http)
+				fail_msg("case %zu: got %d '%s'", i, got, e.msg);
+			if (got == 200) {
+				assert_content(fx, res.ids[0], cases[i].body, cases[i].len);
+			} else {
+				assert_string_equal(e.msg, "body is not a mail message; which "
+							   "formatter sent it?");
+				assert_int_equal(entries(fx), before);
+			}
+			ingest_result_free(&res);
+			req_free(&rq);
+		}
+	}
+	/* A first line longer than a header line may be decides "no" without
+	 * the rest of the body. */
+	struct buf b = {0};
+	for (int k = 0; k < 3000; k++)
+		buf_appends(&b, "X");
+	buf_appends(&b, ": too long a name\r\n");
+	struct req rq;
+	mp_req(&rq, b.data, b.len);
+	expect_refused(fx, &rq, 400, "not a mail message");
+	req_free(&rq);
+	buf_free(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -622,6 +971,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_max_recipients, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_only_symbols, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_storage_failure_is_503, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_msgpack_fixtures, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_structured_and_json_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_msgpack_bad, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_msgpack_gzip, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_raw_must_look_like_mail, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

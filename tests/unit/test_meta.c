@@ -471,6 +471,31 @@ static void test_from_json_bad(void **state)
 
 /* Parameter names match without regard to case and only as a whole
  * name, the first occurrence wins, and entries without '=' are ignored. */
+/* Meta headers as Rspamd 3.12 and 4.x write them: MIME-encoded scalars,
+ * an envelope From with '@' as =40; never a failed request. */
+static void test_from_params_rspamd_4(void **state)
+{
+	(void)state;
+	char *env[] = {
+		"HTTP_X_RSPAMD_FROM==?UTF-8?Q?j=C3=BCrgen=40m=C3=BCnchen.example?=",
+		"HTTP_X_RSPAMD_SUBJECT=Gr=?UTF-8?Q?=C3=BC=C3=9Fe?= aus M=?UTF-8?Q?=C3=BCnchen?=",
+		"HTTP_X_RSPAMD_USER==?UTF-8?Q?j=C3=BCrgen?=",
+		"HTTP_X_RSPAMD_RSPAMD_SERVER=scan=?UTF-8?Q?=C3?=\x01\xff",
+		NULL,
+	};
+	struct qmeta m;
+	meta_init(&m);
+	struct qerr e = { 0 };
+	assert_int_equal(meta_from_params(env, "X-Rspamd-", &m, &e), 1);
+	assert_string_equal(m.env_from, "j\xc3\xbcrgen@m\xc3\xbcnchen.example");
+	assert_string_equal(m.rspamd_subject, "Gr\xc3\xbc\xc3\x9f" "e aus M\xc3\xbcnchen");
+	assert_string_equal(m.user, "j\xc3\xbcrgen");
+	assert_true(utf8_valid(m.rspamd_server, strlen(m.rspamd_server)));
+	for (const char *p = m.rspamd_server; *p; p++)
+		assert_true((unsigned char)*p >= 0x20 && *p != 0x7f);
+	qmeta_free(&m);
+}
+
 static void test_from_params_lookup(void **state)
 {
 	(void)state;
@@ -525,6 +550,7 @@ int main(void)
 		cmocka_unit_test(test_from_json_unknown_and_clean),
 		cmocka_unit_test(test_from_json_bad),
 		cmocka_unit_test(test_from_params_lookup),
+		cmocka_unit_test(test_from_params_rspamd_4),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -204,9 +204,33 @@ static void test_value_cap(void **state)
 	buf_free(&b);
 }
 
+/* The start of a body taken as the raw message. */
+static void test_starts_mail(void **state)
+{
+	(void)state;
+	assert_int_equal(msghdr_starts_mail("Subject: x", 10), 1);
+	assert_int_equal(msghdr_starts_mail("X-A \t: x", 8), 1);
+	assert_int_equal(msghdr_starts_mail("From alice Mon", 14), 1);
+	assert_int_equal(msghdr_starts_mail("From:", 5), 1);
+	assert_int_equal(msghdr_starts_mail("Fro", 3), -1);
+	assert_int_equal(msghdr_starts_mail("Subject", 7), -1);
+	assert_int_equal(msghdr_starts_mail("", 0), -1);
+	assert_int_equal(msghdr_starts_mail("Subject x:", 10), 0);
+	assert_int_equal(msghdr_starts_mail("\r\nSubject:", 11), 0);
+	assert_int_equal(msghdr_starts_mail(":x", 2), 0);
+	assert_int_equal(msghdr_starts_mail("\xde\x00\x10", 3), 0);
+	/* ("{\"qid\":1}" would pass as a field name: JSON is told apart before.) */
+	assert_int_equal(msghdr_starts_mail("{ \"qid\": 1}", 11), 0);
+	char longname[MSGHDR_START_MAX + 1];
+	memset(longname, 'X', sizeof longname);
+	assert_int_equal(msghdr_starts_mail(longname, sizeof longname), 0);
+	assert_int_equal(msghdr_starts_mail(longname, MSGHDR_START_MAX - 1), -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_starts_mail),
 		cmocka_unit_test(test_fixture_utf8),
 		cmocka_unit_test(test_fixture_latin1),
 		cmocka_unit_test(test_lf_only_and_folded),

@@ -227,9 +227,60 @@ static void test_large_input(void **state)
 	assert_true((double)(clock() - t0) / CLOCKS_PER_SEC < 1.0);
 }
 
+/* The forms Rspamd 3.12 and 4.x write, as captured (tests/fixtures). */
+static void test_rspamd_generations(void **state)
+{
+	(void)state;
+	/* 4.1.5: whole characters, words glued to the text around them */
+	expect("Gr=?UTF-8?Q?=C3=BC=C3=9Fe?= aus M=?UTF-8?Q?=C3=BCnchen?=",
+	       "Gr\xc3\xbc\xc3\x9f" "e aus M\xc3\xbcnchen");
+	/* and to each other, no blank between */
+	expect("=?UTF-8?Q?Gr=C3=BC=C3=9Fe?==?UTF-8?Q?_aus_M=C3=BCnchen?=",
+	       "Gr\xc3\xbc\xc3\x9f" "e aus M\xc3\xbcnchen");
+	expect("a=?UTF-8?Q?b?==?UTF-8?Q?c?=d", "abcd");
+	/* 3.12.1: one word, text glued after it */
+	expect("Gr=?UTF-8?Q?=C3=BC=C3=9Fe_aus_M=C3=BC?=nchen",
+	       "Gr\xc3\xbc\xc3\x9f" "e aus M\xc3\xbcnchen");
+	/* 3.12.1 and 4.x: the replacement characters of a Latin-1 subject */
+	expect("Win money =?UTF-8?Q?=EF=BF=BD=EF=BF=BD=EF=BF=BD?= raw latin1",
+	       "Win money \xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd raw latin1");
+	/* an envelope From with '@' as =40 comes out as the address */
+	expect("=?UTF-8?Q?j=C3=BCrgen=40m=C3=BCnchen.example?=",
+	       "j\xc3\xbcrgen@m\xc3\xbcnchen.example");
+	expect("j=?UTF-8?Q?=C3=BC?=rgen=?UTF-8?Q?=40?=m=?UTF-8?Q?=C3=BC?=nchen.example",
+	       "j\xc3\xbcrgen@m\xc3\xbcnchen.example");
+}
+
+/* 3.12.1's broken words: characters split across words (joined again
+ * when the words touch), halves that stay alone, garbage bytes after the
+ * last word.  Always valid UTF-8 without control characters. */
+static void test_rspamd_312_broken_words(void **state)
+{
+	(void)state;
+	expect("=?UTF-8?Q?M=C3?==?UTF-8?Q?=BCnchen?=", "M\xc3\xbcnchen");
+	expect("=?UTF-8?Q?M=C3?= =?UTF-8?Q?=BCnchen?=", "M\xc3\xbcnchen");
+	expect("=?UTF-8?Q?M=E2=82?==?UTF-8?Q?=AC?=", "M\xe2\x82\xac");
+	/* a half character with text between: replacement characters */
+	expect("=?UTF-8?Q?a=C3?=x=?UTF-8?Q?=BCb?=", "a\xef\xbf\xbdx\xef\xbf\xbd" "b");
+	/* a half character at the very end */
+	expect("=?UTF-8?Q?Preis:_5=E2=82?=", "Preis: 5\xef\xbf\xbd");
+	/* garbage after the last word: 8-bit bytes, controls, DEL, C1 */
+	expect("=?UTF-8?Q?Hello,_world!?=\x01\xff\x7f",
+	       "Hello, world! \xc3\xbf ");
+	expect("=?UTF-8?Q?x?=\xc2\x85\xc2\x9fy", "x  y");
+	/* controls encoded inside a word */
+	expect("=?UTF-8?Q?a=00b=1Bc=7Fd=C2=85e?=", "a b c d e");
+	/* 8-bit bytes inside a word */
+	expect("=?UTF-8?Q?a\xff" "b?=", "a\xef\xbf\xbd" "b");
+	/* cut off in the middle of a word: kept as text */
+	expect("=?UTF-8?Q?Gr=C3=BC=C3", "=?UTF-8?Q?Gr=C3=BC=C3");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_rspamd_generations),
+		cmocka_unit_test(test_rspamd_312_broken_words),
 		cmocka_unit_test(test_plain),
 		cmocka_unit_test(test_q),
 		cmocka_unit_test(test_b),
