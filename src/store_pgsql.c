@@ -1183,11 +1183,24 @@ static int pg_stats(void *state, struct store_stats *s, struct qerr *e)
 static int pg_health(void *state, struct qerr *e)
 {
 	struct pg_state *st = state;
-	if (pg_ready(st, e) < 0)
-		return -1;
-	PGresult *r = PQexec(st->conn, "SELECT version, pg_is_in_recovery(),"
-			     " current_setting('default_transaction_read_only') FROM schema_version");
-	if (r == NULL || PQresultStatus(r) != PGRES_TUPLES_OK) {
+	PGresult *r;
+	for (int attempt = 0;; attempt++) {
+		bool fresh;
+		if (pg_ready_fresh(st, &fresh, e) < 0)
+			return -1;
+		r = PQexec(st->conn, "SELECT version, pg_is_in_recovery(),"
+			   " current_setting('default_transaction_read_only') FROM schema_version");
+		if (r != NULL && PQresultStatus(r) == PGRES_TUPLES_OK)
+			break;
+		/* An old connection the server dropped while it was away
+		 * (its socket not yet seen closed): a new one answers for
+		 * the server as it is now, as a put would find it. */
+		if (!fresh && attempt == 0 && PQstatus(st->conn) == CONNECTION_BAD) {
+			PQclear(r);
+			PQfinish(st->conn);
+			st->conn = NULL;
+			continue;
+		}
 		pg_fail(st, r, "health check", e);
 		return -1;
 	}
