@@ -133,6 +133,25 @@ int cli_check_id(const char *cmd, const char *id)
 	return CLI_FAIL;
 }
 
+int cli_id_args(const char *cmd, const char *usage, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int ch;
+	while ((ch = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+		if (ch == 'h') {
+			fputs(usage, stdout);
+			return CLI_OK;
+		}
+		return cli_option_error(cmd, ch, argv);
+	}
+	if (optind >= argc)
+		return cli_usage_error(cmd, "missing entry ID");
+	return -1;
+}
+
 /* A full disk or closed pipe on stdout must not pass for success. */
 int cli_finish_output(int rc)
 {

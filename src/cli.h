@@ -58,6 +58,10 @@ int cli_restore_privileges(const struct cli *c);
 /* Checks an ID's form; prints an error naming it and returns CLI_FAIL
  * when it cannot be an entry ID, else 0. */
 int cli_check_id(const char *cmd, const char *id);
+/* The command line of a command that takes --help and entry IDs only:
+ * -1 when one or more IDs follow at optind, else the exit code (CLI_OK
+ * once the usage is printed for --help). */
+int cli_id_args(const char *cmd, const char *usage, int argc, char **argv);
 /* Looks up entry id for command cmd; prints a one-line error and
  * returns the exit code when it cannot, else 0 with *ent filled. */
 int cli_get_entry(struct store *s, const char *cmd, const char *id, struct qentry *ent);

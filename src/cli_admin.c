@@ -40,20 +40,9 @@ static const char hash_usage[] =
 /* Deletes what it can: one unknown ID does not stop the others. */
 int cmd_delete(struct cli *c, int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	int ch;
-	while ((ch = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-		if (ch == 'h') {
-			fputs(delete_usage, stdout);
-			return CLI_OK;
-		}
-		return cli_option_error("delete", ch, argv);
-	}
-	if (optind >= argc)
-		return cli_usage_error("delete", "missing entry ID");
+	int args = cli_id_args("delete", delete_usage, argc, argv);
+	if (args >= 0)
+		return args;
 
 	struct store *s;
 	int rc = cli_open_store(c, &s);

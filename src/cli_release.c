@@ -156,20 +156,9 @@ int cmd_release(struct cli *c, int argc, char **argv)
 /* Teaches Rspamd that the given entries are spam. */
 int cmd_learn_spam(struct cli *c, int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	int ch;
-	while ((ch = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-		if (ch == 'h') {
-			fputs(learn_usage, stdout);
-			return CLI_OK;
-		}
-		return cli_option_error("learn-spam", ch, argv);
-	}
-	if (optind >= argc)
-		return cli_usage_error("learn-spam", "missing entry ID");
+	int args = cli_id_args("learn-spam", learn_usage, argc, argv);
+	if (args >= 0)
+		return args;
 	for (int i = optind; i < argc; i++) {
 		int rc = cli_check_id("learn-spam", argv[i]);
 		if (rc)
