@@ -17,9 +17,9 @@ DESTDIR ?=
 CC ?= cc
 OPT ?= -O2 -g
 WARN = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wformat=2 -Wno-format-nonliteral
-PKGS = jansson zlib libcrypto libpq libcurl gmime-3.0 msgpack
+PKGS = jansson zlib libcrypto libpq liburing libcurl gmime-3.0 msgpack
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljansson -lz -lcrypto -lpq -lcurl -lgmime-3.0 -lgobject-2.0 -lglib-2.0 -lmsgpackc)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljansson -lz -lcrypto -lpq -luring -lcurl -lgmime-3.0 -lgobject-2.0 -lglib-2.0 -lmsgpackc)
 
 ifeq ($(SAN),1)
 B = build-san

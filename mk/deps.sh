@@ -7,7 +7,7 @@
 #   mk/deps.sh build|check|run|bench|deb
 set -eu
 
-build="gcc make pkg-config libfcgi-dev libjansson-dev zlib1g-dev libssl-dev libpq-dev libcrypt-dev libcurl4-openssl-dev libgmime-3.0-dev libmsgpack-dev"
+build="gcc make pkg-config libfcgi-dev libjansson-dev zlib1g-dev libssl-dev libpq-dev libcrypt-dev liburing-dev libcurl4-openssl-dev libgmime-3.0-dev libmsgpack-dev"
 run="$build nginx-light libfcgi-bin"
 check="$run libcmocka-dev postgresql python3 python3-prometheus-client curl rspamd valgrind clang libclang-rt-14-dev spawn-fcgi postfix redis-server chromium chromium-driver openssl xfsprogs e2fsprogs debootstrap"
 bench="$check wrk postgresql-contrib time"

@@ -20,8 +20,6 @@
  *       <id>.json                    the entry's metadata (the JSON form of
  *                                    record.h); written last, it is the
  *                                    commit marker
- *   <root>/wal/                      the write-ahead log: two files per
- *                                    process that stores (store_file_wal.c)
  *   <root>/ids/<id[0..1]>/<id>       symlink to "../../users/<domain>/<local>",
  *                                    to find an entry by its id: an index
  *                                    of users/, not synced with each
@@ -31,7 +29,7 @@
  *
  * An entry exists if and only if its .json and its content exist.  The .json file's
  * modification time is the entry's received_at (set with futimens when it
- * is written, and again whenever a status change
+ * is written, before its fsync, and again whenever a status change
  * rewrites it), and the store relies on it: expire decides by the mtime
  * alone, and list orders the entries by it to read only as many .json
  * files as it needs.  A backup that is restored must therefore keep
@@ -43,50 +41,37 @@
  * users/ and ids/ start with ".tmp.<pid>.", which no address or ID can
  * produce.  Directories are created mode 0700, files 0600.
  *
- * Writing goes through a write-ahead log (store_file_wal.c), so that a
- * message costs one synchronous flush whatever its number of recipients.
- * The message streams into a file in tmp/.  Commit then:
+ * Writing follows the maildir discipline.  The message streams into a
+ * file in tmp/.  Commit works in two phases, each a batch of operations
+ * followed by the fsyncs that make them durable:
  *
- *  1. looks at each recipient's directory (made if missing, not synced):
- *     an entry that exists already is left out, since an entry that can
- *     be seen is durable in this store (below);
- *  2. appends one record to this process's log: every new entry's
- *     directory, id and metadata, and the content, copied in by the
- *     kernel; one fdatasync makes it durable.  A put whose entries all
- *     exist (a retry) writes nothing;
- *  3. names each entry without syncing anything: the content linked in
- *     as <id>.eml, the metadata written to an unnamed file in the user
- *     directory (O_TMPFILE; where that is missing, to tmp/) and linked
- *     in as <id>.json (link, not rename: an entry committed meanwhile by
- *     another worker is never overwritten), the ids link.
+ *  1. for each recipient: write the metadata to a new file in tmp/ and
+ *     create the ids symlink; then fsync the content and every metadata
+ *     file;
+ *  2. for each recipient: link the content in as <id>.eml, then the
+ *     metadata as <id>.json (link, not rename: an entry committed
+ *     meanwhile by another worker is never overwritten); then fsync
+ *     every user directory.
  *
- * The answer follows step 3.  Until a checkpoint the record stands for
- * the names: the log's thread makes the whole file system durable
- * (syncfs) off the request path, about once a second, and only then
- * retires the records.  After a crash or a power cut, opening the store
- * (the daemon's workers, every CLI command) replays the logs of
- * processes that are gone: each entry of each whole record whose
- * metadata does not read back, or whose content is missing or differs
- * from the record's (size and crc32), is made anew from the record; then
- * everything is synced and the log removed.  Names are therefore only
- * ever seen once their record is durable, and a replayed entry is synced
- * before its record goes: what can be seen is durable.  A torn record at
- * a log's end was never answered 200, and is not replayed.  One thing a
- * replay cannot know: an entry deleted within the second or so between
- * its arrival and the checkpoint comes back if the daemon's worker dies
- * (or the power fails) before that checkpoint.  Nothing is lost that way;
- * a deleted entry may return.
+ * Every file and directory is still fsynced, as POSIX requires, but a
+ * phase's fsyncs are issued together as one sync batch (sync_batch.c,
+ * io_uring) once its operations are done, with the writeback of each
+ * file started as soon as it is written: the phase waits for the disk
+ * about once, not once per fsync, whatever the number of recipients (on
+ * a journalling file system they can also join one journal commit).  Each
+ * user directory is synced once per message: both of an entry's names
+ * are made in phase 2, after everything they point at is durable.  A
+ * crash during phase 2 (before the answer, so the POST is retried) may
+ * leave either name without the other: an .eml alone is an orphan, a
+ * .json alone is not an entry, and the retry completes it.
+ * If any step fails, everything this commit created is removed again and
+ * the put fails as a whole; an entry that already existed (a retried
+ * POST) is left untouched, its directory synced again in case the first
+ * attempt is still committing.
  *
- * If a step fails before the record is durable nothing is left; if naming
- * fails after it, the names made are removed and the record voided, and
- * the put fails as a whole.  Directories the commit creates (a new
- * recipient, an ids bucket) are not synced either: the record names
- * them, and a replay creates them again.
- *
- * Leftovers of a crash the log does not cover (a store written by an
- * older version, or a failed put) are harmless: an .eml without .json is
- * not an entry, nor a .json without content (expire removes it when its
- * day comes), and a dangling ids symlink finds no .json.  Opening the store removes
+ * Leftovers of a crash are harmless: an .eml without .json is not an
+ * entry, nor a .json without content (expire removes it when its day
+ * comes), and a dangling ids symlink finds no .json.  Opening the store removes
  * uploads in tmp/ whose process is gone; expire also removes stale
  * temporary files and orphaned .eml files (older than an hour) in the
  * user directories.
@@ -124,7 +109,7 @@
 #include "config.h"
 #include "log.h"
 #include "store_file_digest.h"
-#include "store_file_wal.h"
+#include "sync_batch.h"
 
 #define READ_CHUNK 65536
 #define JSON_MAX (64u << 20)     /* a metadata file larger than this is corrupt */
@@ -134,15 +119,10 @@
 #define REL_MAX (2 * ADDR_PATH_COMPONENT_MAX + 2)
 #define GZ_LEVEL 1               /* most of the saving on mail, at the least CPU */
 #define GZ_OUT 65536             /* deflate output collected before a write */
-#define PAYLOAD_MAGIC 0x31455152u /* "RQE1": a log record of this store */
-#define KEEP_DIRS 128            /* user directories a commit keeps open */
 
 struct fstore {
 	char *root;
 	int rootfd, tmpfd, usersfd, idsfd;
-	int walfd;          /* wal/, once there is one */
-	int xfd[256];       /* ids/<xx>/ kept open by commits, -1 until used */
-	struct wal *wal;    /* this process's log, from its first commit */
 	unsigned long counter;
 	bool gzip;  /* compress = gzip: new content is stored deflated */
 };
@@ -151,8 +131,6 @@ struct fput {
 	struct fstore *fs;
 	int fd;
 	char name[80];
-	uint64_t len;         /* bytes written to fd */
-	uint32_t crc;         /* their crc32, for the log record */
 	z_stream *z;          /* deflating into fd, or NULL */
 	unsigned char *zout;  /* GZ_OUT bytes of deflate output */
 };
@@ -238,25 +216,18 @@ static bool good_component(const char *s)
 	       strlen(s) <= ADDR_PATH_COMPONENT_MAX;
 }
 
-/* How open_subdir and open_rel treat a directory that does not exist:
- * fail softly (1), create it and sync its parent, or create it and leave
- * its durability to the write-ahead log's checkpoint (a commit: the
- * record names the directory, and replay makes it again). */
-enum mkdir_mode { OPEN_ONLY, CREATE_SYNC, CREATE_LATER };
-
 /*
  * Opens (creating if asked) the subdirectory name of dirfd, never through
- * a symlink.  Returns 0, 1 if it does not exist (and create is
- * OPEN_ONLY), or -1.
+ * a symlink.  A directory created here is made durable by fsyncing its
+ * parent.  Returns 0, 1 if it does not exist (and create is false), or -1.
  */
-static int open_subdir(int dirfd, const char *name, enum mkdir_mode create, int *out,
-		       struct qerr *e)
+static int open_subdir(int dirfd, const char *name, bool create, int *out, struct qerr *e)
 {
 	*out = -1;
 	int fd = openat(dirfd, name, DIR_FLAGS);
-	if (fd < 0 && errno == ENOENT && create != OPEN_ONLY) {
+	if (fd < 0 && errno == ENOENT && create) {
 		if (mkdirat(dirfd, name, 0700) == 0) {
-			if (create == CREATE_SYNC && fsync(dirfd) < 0)
+			if (fsync(dirfd) < 0)
 				return io_err(e, "cannot sync directory above", name);
 		} else if (errno != EEXIST) {
 			return io_err(e, "cannot create directory", name);
@@ -289,7 +260,7 @@ static int split_rel(char *rel, char **domain, char **local)
 }
 
 /* Opens users/<rel>; rel is "domain/local".  Returns 0, 1 (absent), -1. */
-static int open_rel(struct fstore *fs, const char *relpath, enum mkdir_mode create, int *out,
+static int open_rel(struct fstore *fs, const char *relpath, bool create, int *out,
 		    struct qerr *e)
 {
 	char rel[REL_MAX];
@@ -331,7 +302,6 @@ int store_file_user_dir(void *state, const char *rcpt, int *ufd, struct qerr *e)
 static int scan_for_entry(struct fstore *fs, const char *id, char *rel, size_t len,
 			  struct qerr *e);
 static int make_id_link(struct fstore *fs, const char *id, const char *rel, struct qerr *e);
-static void recover(struct fstore *fs);
 
 /* The ids link of an entry may be missing after a crash (it is not synced
  * with each commit, see the top): then the entry is searched for in
@@ -347,7 +317,7 @@ static int entry_dir_by_scan(struct fstore *fs, const char *id, int *ufd, struct
 		return qerr_notfound(e, "no entry '%s'", id);
 	if (make_id_link(fs, id, rel, NULL) == 0)
 		log_msg(LOG_INFO, "file store: made the missing link ids/%.2s/%s again", id, id);
-	r = open_rel(fs, rel, OPEN_ONLY, ufd, e);
+	r = open_rel(fs, rel, false, ufd, e);
 	return r == 0 ? 0 : r < 0 ? -1 : qerr_notfound(e, "no entry '%s'", id);
 }
 
@@ -359,7 +329,7 @@ static int entry_dir(struct fstore *fs, const char *id, int *ufd, struct qerr *e
 	char xx[3] = { id[0], id[1], '\0' };
 	char target[64 + REL_MAX];
 	*ufd = -1;
-	int dfd, r = open_subdir(fs->idsfd, xx, OPEN_ONLY, &dfd, e);
+	int dfd, r = open_subdir(fs->idsfd, xx, false, &dfd, e);
 	if (r < 0)
 		return -1;
 	if (r == 1)
@@ -379,7 +349,7 @@ static int entry_dir(struct fstore *fs, const char *id, int *ufd, struct qerr *e
 	static const char prefix[] = "../../users/";
 	if (strncmp(target, prefix, sizeof prefix - 1) != 0)
 		return qerr_perm(e, "file store: ids/%s/%s points outside users/", xx, id);
-	r = open_rel(fs, target + sizeof prefix - 1, OPEN_ONLY, ufd, e);
+	r = open_rel(fs, target + sizeof prefix - 1, false, ufd, e);
 	return r == 0 ? 0 : r < 0 ? -1 : qerr_notfound(e, "no entry '%s'", id);
 }
 
@@ -439,6 +409,14 @@ static int load_entry(int dirfd, const char *id, struct qentry *out, struct qerr
 	return 0;
 }
 
+/* Starts writing a file's dirty pages back without waiting, so that a
+ * later fsync of any file finds them on their way (a hint: errors show up
+ * at that fsync). */
+static void start_writeback(int fd)
+{
+	(void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+}
+
 /* Gives a metadata file the entry's received time as its modification
  * time: list and expire read the time from there (see the top). */
 static int set_mtime(int fd, int64_t t)
@@ -448,19 +426,32 @@ static int set_mtime(int fd, int64_t t)
 	return futimens(fd, ts);
 }
 
-/* Writes metadata text to the new file dirfd/name, dated mtime, and
- * fsyncs it.  On failure the file is removed again. */
+/* Writes metadata text to the new file dirfd/name, dated mtime.  With
+ * keep NULL the file is fsynced and closed; else its writeback is
+ * started and its descriptor goes to *keep, for the caller to fsync with
+ * others.  On failure the file is removed again. */
 static int write_tmp_named(int dirfd, const char *name, const char *text, int64_t mtime,
-			   struct qerr *e)
+			   int *keep, struct qerr *e)
 {
 	int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return io_err(e, "cannot create", name);
-	bool bad = write_full(fd, text, strlen(text)) < 0 || set_mtime(fd, mtime) < 0 ||
-		   fsync(fd) < 0;
-	if (close(fd) < 0)
-		bad = true;
+	bool bad = write_full(fd, text, strlen(text)) < 0 || set_mtime(fd, mtime) < 0;
+	if (!bad && keep == NULL)
+		bad = fsync(fd) < 0;
+	else if (!bad)
+		start_writeback(fd);
 	if (bad) {
+		io_err(e, "cannot write", name);
+		close(fd);
+		unlinkat(dirfd, name, 0);
+		return -1;
+	}
+	if (keep != NULL) {
+		*keep = fd;
+		return 0;
+	}
+	if (close(fd) < 0) {
 		io_err(e, "cannot write", name);
 		unlinkat(dirfd, name, 0);
 		return -1;
@@ -475,7 +466,7 @@ static int replace_file(struct fstore *fs, int dirfd, const char *name, const ch
 {
 	char tmp[64];
 	tmp_name(fs, tmp, sizeof tmp);
-	if (write_tmp_named(dirfd, tmp, text, mtime, e) < 0)
+	if (write_tmp_named(dirfd, tmp, text, mtime, NULL, e) < 0)
 		return -1;
 	if (renameat(dirfd, tmp, dirfd, name) < 0) {
 		io_err(e, "cannot rename to", name);
@@ -534,11 +525,7 @@ static void file_close(void *state)
 	struct fstore *fs = state;
 	if (fs == NULL)
 		return;
-	wal_close(fs->wal);
-	for (size_t i = 0; i < 256; i++)
-		if (fs->xfd[i] >= 0)
-			close(fs->xfd[i]);
-	int fds[] = { fs->rootfd, fs->tmpfd, fs->usersfd, fs->idsfd, fs->walfd };
+	int fds[] = { fs->rootfd, fs->tmpfd, fs->usersfd, fs->idsfd };
 	for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
 		if (fds[i] >= 0)
 			close(fds[i]);
@@ -556,23 +543,20 @@ static int file_open(void **state, const struct config *c, struct qerr *e)
 	struct fstore *fs = xcalloc(1, sizeof *fs);
 	fs->root = xstrdup(c->file_root);
 	fs->gzip = c->compress != NULL && strcmp(c->compress, "gzip") == 0;
-	fs->tmpfd = fs->usersfd = fs->idsfd = fs->walfd = -1;
-	for (size_t i = 0; i < 256; i++)
-		fs->xfd[i] = -1;
+	fs->tmpfd = fs->usersfd = fs->idsfd = -1;
 	fs->rootfd = open(c->file_root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fs->rootfd < 0) {
 		qerr_perm(e, "file store: cannot open %.200s: %s", c->file_root, strerror(errno));
 		file_close(fs);
 		return -1;
 	}
-	if (open_subdir(fs->rootfd, "tmp", CREATE_SYNC, &fs->tmpfd, e) != 0 ||
-	    open_subdir(fs->rootfd, "users", CREATE_SYNC, &fs->usersfd, e) != 0 ||
-	    open_subdir(fs->rootfd, "ids", CREATE_SYNC, &fs->idsfd, e) != 0) {
+	if (open_subdir(fs->rootfd, "tmp", true, &fs->tmpfd, e) != 0 ||
+	    open_subdir(fs->rootfd, "users", true, &fs->usersfd, e) != 0 ||
+	    open_subdir(fs->rootfd, "ids", true, &fs->idsfd, e) != 0) {
 		file_close(fs);
 		return -1;
 	}
 	clean_tmp(fs);
-	recover(fs);
 	*state = fs;
 	return 0;
 }
@@ -589,7 +573,7 @@ static int file_put_begin(void *state, void **put, struct qerr *e)
 	for (size_t i = 0; i < sizeof rnd; i++)
 		len += snprintf(p->name + len, sizeof p->name - (size_t)len, "%02x", rnd[i]);
 	p->fs = fs;
-	p->fd = openat(fs->tmpfd, p->name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+	p->fd = openat(fs->tmpfd, p->name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
 		       0600);
 	if (p->fd < 0) {
 		io_err(e, "cannot create tmp/", p->name);
@@ -628,8 +612,6 @@ static int gz_pump(struct fput *p, int flush, struct qerr *e)
 		size_t have = GZ_OUT - z->avail_out;
 		if (have > 0 && write_full(p->fd, p->zout, have) < 0)
 			return io_err(e, "cannot write tmp/", p->name);
-		p->crc = (uint32_t)crc32(p->crc, p->zout, (uInt)have);
-		p->len += have;
 		if (flush == Z_FINISH ? zr == Z_STREAM_END : z->avail_out != 0)
 			return 0;
 	}
@@ -654,12 +636,6 @@ static int file_put_write(void *put, const void *data, size_t n, struct qerr *e)
 	}
 	if (write_full(p->fd, data, n) < 0)
 		return io_err(e, "cannot write tmp/", p->name);
-	for (size_t off = 0; off < n;) { /* crc32 takes 32-bit lengths */
-		size_t k = n - off > (1u << 30) ? (1u << 30) : n - off;
-		p->crc = (uint32_t)crc32(p->crc, (const unsigned char *)data + off, (uInt)k);
-		off += k;
-	}
-	p->len += n;
 	return 0;
 }
 
@@ -682,299 +658,226 @@ static void file_put_abort(void *put)
 		put_free(put);
 }
 
-/* What commit does for one recipient, so that it can be undone. */
+/* What commit made for one recipient, so that it can be undone. */
 struct made {
 	char rel[REL_MAX];
 	const char *id;
-	char *json;     /* the entry's metadata */
-	int ufd;        /* its directory, kept open from look_one to publish_one */
-	bool skip;      /* the entry existed before: stored and durable */
+	char mtmp[64];  /* the metadata, written in tmp/ under this name */
+	bool gz;        /* the content is <id>.eml.gz */
+	bool skip;      /* the entry existed before */
 	bool repair;    /* its .json existed without content: a crash's leftover */
-	bool eml, json_made, link;
+	bool eml, link, tmp, json;
 };
 
-/* Removes what a failed publication created, newest first; best effort.
- * Nothing is synced: the record that described it is voided. */
-static void rollback(struct fstore *fs, struct made *mk, size_t n, bool gz)
+/* Removes what a failed commit created, newest first; best effort. */
+static void rollback(struct fstore *fs, struct made *mk, size_t n)
 {
 	while (n-- > 0) {
 		struct made *w = &mk[n];
 		char name[ENTRY_ID_LEN + 8];
 		int ufd;
-		if ((w->json_made || w->eml) && open_rel(fs, w->rel, OPEN_ONLY, &ufd, NULL) == 0) {
-			if (w->json_made) {
+		if (w->tmp)
+			unlinkat(fs->tmpfd, w->mtmp, 0);
+		if ((w->json || w->eml) && open_rel(fs, w->rel, false, &ufd, NULL) == 0) {
+			if (w->json) {
 				snprintf(name, sizeof name, "%s.json", w->id);
 				unlinkat(ufd, name, 0);
 			}
 			if (w->eml) {
-				content_name(name, sizeof name, w->id, gz);
+				content_name(name, sizeof name, w->id, w->gz);
 				unlinkat(ufd, name, 0);
 			}
+			if (fsync(ufd) < 0)
+				log_msg(LOG_WARNING, "file store: rollback: sync of users/%s: %s",
+					w->rel, strerror(errno));
 			close(ufd);
 		}
 		char xx[3] = { w->id[0], w->id[1], '\0' };
 		int xfd;
-		if (w->link && open_subdir(fs->idsfd, xx, OPEN_ONLY, &xfd, NULL) == 0) {
+		if (w->link && open_subdir(fs->idsfd, xx, false, &xfd, NULL) == 0) {
 			unlinkat(xfd, w->id, 0);
+			(void)fsync(xfd);
 			close(xfd);
 		}
 	}
 }
 
-/* Links the file srcdir/src in as the content of entry id (<id>.eml, or
- * <id>.eml.gz with gz).  Only called while the entry is not complete (or
- * its content is found wrong by a replay), so a content file of its id
- * in either form is a leftover and is replaced: never trusted to hold
- * the bytes. */
-static int link_content_from(int srcdir, const char *src, bool gz, int ufd, const char *id,
-			     struct qerr *e)
+/* Links the content in as <id>.eml (or .eml.gz).  Only called while the
+ * entry is not complete, so a content file of its id in either form is a
+ * leftover (of a crash, or of an older version that named the content
+ * before it was durable) and is replaced: never trusted to hold the
+ * bytes. */
+static int link_content(struct fput *p, int ufd, const char *id, struct qerr *e)
 {
 	char name[ENTRY_ID_LEN + 8];
-	content_name(name, sizeof name, id, !gz);
+	content_name(name, sizeof name, id, p->z == NULL);
 	if (unlinkat(ufd, name, 0) < 0 && errno != ENOENT)
 		return io_err(e, "cannot replace", name);
-	content_name(name, sizeof name, id, gz);
-	if (linkat(srcdir, src, ufd, name, 0) == 0)
+	content_name(name, sizeof name, id, p->z != NULL);
+	if (linkat(p->fs->tmpfd, p->name, ufd, name, 0) == 0)
 		return 0;
 	if (errno != EEXIST)
 		return io_err(e, "cannot link", name);
 	if (unlinkat(ufd, name, 0) < 0 && errno != ENOENT)
 		return io_err(e, "cannot replace", name);
-	if (linkat(srcdir, src, ufd, name, 0) < 0)
+	if (linkat(p->fs->tmpfd, p->name, ufd, name, 0) < 0)
 		return io_err(e, "cannot link", name);
 	return 0;
 }
 
 /* Points ids/<xx>/<id> at the user directory.  The index is not synced
- * (see the top). */
+ * here (see the top). */
 static int make_id_link(struct fstore *fs, const char *id, const char *rel, struct qerr *e)
 {
 	char xx[3] = { id[0], id[1], '\0' };
 	char tmp[64];
-	unsigned b = (unsigned)strtoul(xx, NULL, 16) & 255;
-	if (fs->xfd[b] < 0 && open_subdir(fs->idsfd, xx, CREATE_LATER, &fs->xfd[b], e) != 0)
+	int xfd;
+	if (open_subdir(fs->idsfd, xx, true, &xfd, e) != 0)
 		return -1;
-	char target[32 + REL_MAX];
-	snprintf(target, sizeof target, "../../users/%s", rel);
-	int sr = symlinkat(target, fs->xfd[b], id);
-	if (sr < 0 && errno == ENOENT) {
-		/* the directory kept open was removed (by hand): open it anew */
-		close(fs->xfd[b]);
-		fs->xfd[b] = -1;
-		if (open_subdir(fs->idsfd, xx, CREATE_LATER, &fs->xfd[b], e) != 0)
-			return -1;
-		sr = symlinkat(target, fs->xfd[b], id);
-	}
-	if (sr == 0)
-		return 0; /* the usual case: no link of that id yet */
-	if (errno != EEXIST)
-		return io_err(e, "cannot create link for", id);
-	/* a leftover: replaced in one step */
-	tmp_name(fs, tmp, sizeof tmp);
-	if (symlinkat(target, fs->xfd[b], tmp) < 0)
-		return io_err(e, "cannot create link for", id);
-	if (renameat(fs->xfd[b], tmp, fs->xfd[b], id) < 0) {
-		io_err(e, "cannot create link for", id);
-		unlinkat(fs->xfd[b], tmp, 0);
-		return -1;
-	}
-	return 0;
-}
-
-/* Links new metadata in as ufd/name with no temporary name at all: an
- * unnamed file in the directory itself (O_TMPFILE), linked through
- * /proc/self/fd.  Saves the commits of all workers from creating and
- * removing names in the one tmp/ directory they share.  0, 1 if name
- * exists already, -1 on failure, 2 if this way is not available here
- * (no O_TMPFILE on this file system, or no /proc): the caller goes
- * through tmp/. */
-static int put_json_unnamed(int ufd, const char *name, const char *json, int64_t mtime,
-			    struct qerr *e)
-{
-	static bool unavailable;
-	if (unavailable)
-		return 2;
-	int fd = openat(ufd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		if (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL) {
-			unavailable = true;
-			return 2;
-		}
-		return io_err(e, "cannot create", name);
-	}
-	if (write_full(fd, json, strlen(json)) < 0 || set_mtime(fd, mtime) < 0) {
-		io_err(e, "cannot write", name);
-		close(fd);
-		return -1;
-	}
-	char path[40];
-	snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+	char *target = xasprintf("../../users/%s", rel);
 	int r = 0;
-	if (linkat(AT_FDCWD, path, ufd, name, AT_SYMLINK_FOLLOW) == 0)
-		r = 0;
-	else if (errno == EEXIST)
-		r = 1;
-	else if (errno == ENOENT && access("/proc/self/fd", F_OK) < 0)
-		r = 2, unavailable = true;
-	else
-		r = io_err(e, "cannot link", name);
-	if (close(fd) < 0 && r == 0) {
-		/* the bytes may not be there: do not keep the name */
-		r = io_err(e, "cannot write", name);
-		unlinkat(ufd, name, 0);
+	if (symlinkat(target, xfd, id) == 0) {
+		/* the usual case: no link of that id yet */
+	} else if (errno != EEXIST) {
+		r = io_err(e, "cannot create link for", id);
+	} else {
+		/* a leftover: replaced in one step */
+		tmp_name(fs, tmp, sizeof tmp);
+		if (symlinkat(target, xfd, tmp) < 0) {
+			r = io_err(e, "cannot create link for", id);
+		} else if (renameat(xfd, tmp, xfd, id) < 0) {
+			r = io_err(e, "cannot create link for", id);
+			unlinkat(xfd, tmp, 0);
+		}
 	}
+	free(target);
+	close(xfd);
 	return r;
 }
 
-/* Gives entry id in ufd its metadata: written to a new file in tmp/
- * (dated mtime, not synced), then linked in as <id>.json.  With replace
- * an existing .json (damaged, or a crash's leftover) is overwritten;
- * else one that exists is another commit's and is left alone: 1. */
-static int put_json(struct fstore *fs, int ufd, const char *id, const char *json,
-		    int64_t mtime, bool replace, struct qerr *e)
+/* Hands a user directory's descriptor to sb (a copy: the caller keeps
+ * its own). */
+static int batch_user_dir(struct sync_batch *sb, int ufd, const char *rel, struct qerr *e)
 {
-	char tmp[64], name[ENTRY_ID_LEN + 8];
-	snprintf(name, sizeof name, "%s.json", id);
-	if (!replace) {
-		int r = put_json_unnamed(ufd, name, json, mtime, e);
-		if (r != 2)
-			return r;
-	}
-	snprintf(tmp, sizeof tmp, "%ld.%lu.json", (long)getpid(), ++fs->counter);
-	int fd = openat(fs->tmpfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	int fd = fcntl(ufd, F_DUPFD_CLOEXEC, 0);
 	if (fd < 0)
-		return io_err(e, "cannot create tmp/", tmp);
-	bool bad = write_full(fd, json, strlen(json)) < 0 || set_mtime(fd, mtime) < 0;
-	if (close(fd) < 0)
-		bad = true;
-	int r = 0;
-	if (bad)
-		r = io_err(e, "cannot write tmp/", tmp);
-	else if (replace && renameat(fs->tmpfd, tmp, ufd, name) == 0)
-		return 0;
-	else if (replace)
-		r = io_err(e, "cannot rename to", name);
-	else if (linkat(fs->tmpfd, tmp, ufd, name, 0) == 0)
-		r = 0;
-	else if (errno == EEXIST)
-		r = 1;
-	else
-		r = io_err(e, "cannot link", name);
-	unlinkat(fs->tmpfd, tmp, 0);
-	return r;
+		return io_err(e, "cannot sync directory users/", rel);
+	char what[96];
+	snprintf(what, sizeof what, "directory users/%.70s", rel);
+	return sync_batch_add(sb, fd, what, e);
 }
 
-/* Looks at what a recipient's directory already holds for id: the
- * entry whole (skip), or a .json whose content a crash took (repair). */
-static int look_one(struct fstore *fs, struct made *w, bool keep, struct qerr *e)
+/* First phase for one recipient: what must be durable before the entry
+ * gets its names.  The metadata is written to tmp/, the id link is made
+ * (it leads nowhere until the .json exists), and the metadata file and
+ * the ids directory go into sb.  An entry stored before (a retry) is
+ * skipped, its directory still synced: the first attempt may not have
+ * finished syncing it yet. */
+static int prepare_one(struct fput *p, const struct qmeta *m, const char *rcpt,
+		       const char *id, struct made *w, struct sync_batch *sb, struct qerr *e)
 {
+	struct fstore *fs = p->fs;
 	char name[ENTRY_ID_LEN + 8];
-	struct stat st;
 	int ufd;
-	int r = open_rel(fs, w->rel, CREATE_LATER, &ufd, e);
-	if (r != 0)
+	w->id = id;
+	w->gz = p->z != NULL;
+	if (rcpt_rel(rcpt, w->rel, sizeof w->rel, e) < 0)
 		return -1;
-	snprintf(name, sizeof name, "%s.json", w->id);
+	if (open_rel(fs, w->rel, true, &ufd, e) != 0)
+		return -1;
+	struct stat st;
+	snprintf(name, sizeof name, "%s.json", id);
 	if (fstatat(ufd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-		if (has_content(ufd, w->id))
+		if (has_content(ufd, id)) {
 			w->skip = true;
-		else
-			w->repair = true;
-	} else if (errno != ENOENT) {
-		r = io_err(e, "cannot look at", name);
-	}
-	if (keep && r == 0 && !w->skip)
-		w->ufd = ufd;
-	else
-		close(ufd);
-	return r;
-}
-
-/* Names one entry once its record is durable: the content, the metadata
- * (linked, never overwriting an entry another commit made meanwhile),
- * the ids link.  Nothing is synced: the record stands for all of it
- * until a checkpoint. */
-static int publish_one(struct fstore *fs, struct fput *p, const struct qmeta *m, struct made *w,
-		       size_t *created, struct qerr *e)
-{
-	int ufd = w->ufd;
-	w->ufd = -1;
-	if (ufd < 0 && open_rel(fs, w->rel, CREATE_LATER, &ufd, e) != 0)
-		return -1;
-	/* An entry another commit made meanwhile gets our content linked
-	 * over its own (the same bytes, durable in our record) and keeps
-	 * its metadata: put_json finds it. */
-	int r = link_content_from(fs->tmpfd, p->name, p->z != NULL, ufd, w->id, e);
-	w->eml = r == 0;
-	if (r == 0 && w->repair) {
-		(*created)++; /* the .json there is this entry's, as before */
-	} else if (r == 0) {
-		r = put_json(fs, ufd, w->id, w->json, m->received_at, false, e);
-		if (r == 1) { /* theirs, as above: their content is as good */
-			w->eml = false;
-			r = 0;
-		} else if (r == 0) {
-			w->json_made = true;
-			(*created)++;
+			int r = batch_user_dir(sb, ufd, w->rel, e);
+			close(ufd);
+			return r;
 		}
+		/* metadata without content: a commit cut short by a crash */
+		w->repair = true;
+	} else if (errno != ENOENT) {
+		io_err(e, "cannot look at", name);
+		goto fail;
 	}
 	close(ufd);
-	if (r == 0 && (w->json_made || w->repair)) {
-		if (make_id_link(fs, w->id, w->rel, e) < 0)
-			return -1;
-		w->link = true;
-	}
-	return r;
-}
-
-/* Appends one entry to a record's payload (see encode_record). */
-static void payload_entry(struct buf *b, const char *rel, const char *id, const char *json)
-{
-	uint16_t rl = (uint16_t)strlen(rel);
-	uint32_t jl = (uint32_t)strlen(json);
-	buf_append(b, &rl, sizeof rl);
-	buf_append(b, rel, rl);
-	buf_append(b, id, ENTRY_ID_LEN);
-	buf_append(b, &jl, sizeof jl);
-	buf_append(b, json, jl);
-}
-
-/* A record's payload: "RQE1", flags (1: gzip content), the number of
- * entries, then per entry its directory, id and metadata. */
-static void encode_record(struct buf *b, bool gz, struct made *mk, size_t n)
-{
-	uint32_t head[3] = { PAYLOAD_MAGIC, gz ? 1u : 0u, 0 };
-	for (size_t i = 0; i < n; i++)
-		head[2] += mk[i].skip ? 0 : 1;
-	buf_append(b, head, sizeof head);
-	for (size_t i = 0; i < n; i++)
-		if (!mk[i].skip)
-			payload_entry(b, mk[i].rel, mk[i].id, mk[i].json);
-}
-
-/* Opens the write-ahead log of this process on its first commit. */
-static int wal_ready(struct fstore *fs, struct qerr *e)
-{
-	if (fs->wal != NULL)
-		return 0;
-	if (fs->walfd < 0 && open_subdir(fs->rootfd, "wal", CREATE_SYNC, &fs->walfd, e) != 0)
+	if (make_id_link(fs, id, w->rel, e) < 0)
 		return -1;
-	return wal_open(&fs->wal, fs->rootfd, fs->walfd, e);
+	w->link = true;
+	if (w->repair)
+		return 0;
+
+	struct qentry qe;
+	memset(&qe, 0, sizeof qe);
+	memcpy(qe.id, id, ENTRY_ID_LEN + 1);
+	qe.rcpt = (char *)rcpt;
+	qe.status = ENTRY_QUARANTINED;
+	qe.status_changed = m->received_at;
+	qe.meta = *m;
+	char *json = qentry_to_json(&qe, true);
+	snprintf(w->mtmp, sizeof w->mtmp, "%ld.%lu.json", (long)getpid(), ++fs->counter);
+	int jfd;
+	int r = write_tmp_named(fs->tmpfd, w->mtmp, json, m->received_at, &jfd, e);
+	free(json);
+	if (r < 0)
+		return -1;
+	w->tmp = true;
+	char what[96];
+	snprintf(what, sizeof what, "tmp/%s", w->mtmp);
+	return sync_batch_add(sb, jfd, what, e);
+fail:
+	close(ufd);
+	return -1;
+}
+
+/* Second phase for one recipient: the content takes its name, then the
+ * metadata (link, never overwriting: an entry committed meanwhile by a
+ * concurrent retry is theirs), and the user directory goes into sb; the
+ * entry exists once sb is flushed. */
+static int publish_one(struct fstore *fs, struct fput *p, struct made *w, struct sync_batch *sb,
+		       size_t *created, struct qerr *e)
+{
+	char name[ENTRY_ID_LEN + 8];
+	int ufd;
+	if (open_rel(fs, w->rel, false, &ufd, e) != 0)
+		return qerr_temp(e, "file store: users/%.200s vanished during commit", w->rel);
+	snprintf(name, sizeof name, "%s.json", w->id);
+	struct stat st;
+	int r = 0;
+	if (!w->repair && fstatat(ufd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		w->link = false; /* committed meanwhile: theirs */
+	} else {
+		r = link_content(p, ufd, w->id, e);
+		w->eml = r == 0;
+		if (r == 0 && w->repair) {
+			(*created)++;
+		} else if (r == 0 && linkat(fs->tmpfd, w->mtmp, ufd, name, 0) == 0) {
+			w->json = true;
+			(*created)++;
+		} else if (r == 0 && errno == EEXIST) {
+			w->eml = w->link = false; /* theirs, as above */
+		} else if (r == 0) {
+			r = io_err(e, "cannot link", name);
+		}
+	}
+	if (r == 0)
+		r = batch_user_dir(sb, ufd, w->rel, e);
+	close(ufd);
+	return r;
 }
 
 /*
- * Commits as described at the top: one record carrying every new entry
- * and the content, made durable by one fdatasync, then the names without
- * syncs.  Entries that exist already are left out (visible means durable
- * in this store); a put whose entries all exist writes nothing.  The log
- * is held from the append to the end of the publication, so that a
- * checkpoint never retires a record whose names are not all made.
+ * Commits in the two phases described at the top.  Each phase first does
+ * its namespace operations for every recipient, collecting what they
+ * touched in a sync batch, then fsyncs the batch at once: the disk sees
+ * the phase's writes together, and the wait is for the slowest of them
+ * rather than for their sum.  Nothing of phase 2 starts before phase 1's
+ * flush has returned.
  */
 static int file_put_commit(void *put, const struct qmeta *m, char *const *ids,
 			   size_t *created, struct qerr *e)
 {
 	struct fput *p = put;
-	struct fstore *fs = p->fs;
 	*created = 0;
 	if (p->z) {
 		p->z->next_in = NULL;
@@ -984,259 +887,36 @@ static int file_put_commit(void *put, const struct qmeta *m, char *const *ids,
 			return -1;
 		}
 	}
-	size_t n = m->nrcpt;
-	struct made *mk = xcalloc(n ? n : 1, sizeof *mk);
-	int r = 0;
-	size_t todo = 0;
-	for (size_t i = 0; i < n; i++)
-		mk[i].ufd = -1;
-	for (size_t i = 0; r == 0 && i < n; i++) {
-		mk[i].id = ids[i];
-		r = rcpt_rel(m->rcpt[i], mk[i].rel, sizeof mk[i].rel, e);
-		if (r == 0)
-			r = look_one(fs, &mk[i], i < KEEP_DIRS, e);
-		if (r == 0 && !mk[i].skip) {
-			struct qentry qe;
-			memset(&qe, 0, sizeof qe);
-			memcpy(qe.id, ids[i], ENTRY_ID_LEN + 1);
-			qe.rcpt = (char *)m->rcpt[i];
-			qe.status = ENTRY_QUARANTINED;
-			qe.status_changed = m->received_at;
-			qe.meta = *m;
-			mk[i].json = qentry_to_json(&qe, true);
-			todo++;
-		}
-	}
-	if (r == 0 && todo > 0)
-		r = wal_ready(fs, e);
-	size_t i = 0;
-	if (r == 0 && todo > 0) {
-		struct buf rec = { 0 };
-		encode_record(&rec, p->z != NULL, mk, n);
-		wal_lock(fs->wal);
-		r = wal_append(fs->wal, rec.data, rec.len, p->fd, p->len, p->crc, e);
-		buf_free(&rec);
-		for (; r == 0 && i < n; i++)
-			if (!mk[i].skip)
-				r = publish_one(fs, p, m, &mk[i], created, e);
-		if (r < 0 && i > 0) {
-			rollback(fs, mk, i, p->z != NULL);
-			wal_void_last(fs->wal);
-		}
-		wal_unlock(fs->wal);
-	}
-	if (r < 0)
+	start_writeback(p->fd);
+	struct made *mk = xcalloc(m->nrcpt ? m->nrcpt : 1, sizeof *mk);
+	struct sync_batch sb;
+	sync_batch_init(&sb);
+	char what[96];
+	snprintf(what, sizeof what, "tmp/%s", p->name);
+	int cfd = fcntl(p->fd, F_DUPFD_CLOEXEC, 0);
+	int r = cfd < 0 ? io_err(e, "cannot sync tmp/", p->name) : sync_batch_add(&sb, cfd, what, e);
+	size_t i;
+	for (i = 0; r == 0 && i < m->nrcpt; i++)
+		r = prepare_one(p, m, m->rcpt[i], ids[i], &mk[i], &sb, e);
+	if (r == 0)
+		r = sync_batch_flush(&sb, e);
+	for (size_t j = 0; r == 0 && j < m->nrcpt; j++)
+		if (!mk[j].skip)
+			r = publish_one(p->fs, p, &mk[j], &sb, created, e);
+	if (r == 0)
+		r = sync_batch_flush(&sb, e);
+	if (r < 0) {
+		sync_batch_drop(&sb);
+		rollback(p->fs, mk, i);
 		*created = 0;
-	for (size_t j = 0; j < n; j++) {
-		free(mk[j].json);
-		if (mk[j].ufd >= 0)
-			close(mk[j].ufd);
+	} else {
+		for (size_t j = 0; j < m->nrcpt; j++)
+			if (mk[j].tmp)
+				unlinkat(p->fs->tmpfd, mk[j].mtmp, 0);
 	}
 	free(mk);
 	put_free(p);
 	return r;
-}
-
-/* What replay_record needs of the store and its record. */
-struct replay {
-	struct fstore *fs;
-	const struct wal_record *r;
-	bool gz;
-	char content[64];  /* the content copied out of the log into tmp/, once */
-	size_t entries;
-};
-
-/* Copies a record's content out of the log into a new file in tmp/. */
-static int replay_content(struct replay *x, struct qerr *e)
-{
-	if (x->content[0] != '\0')
-		return 0;
-	snprintf(x->content, sizeof x->content, "%ld.%lu.replay", (long)getpid(),
-		 ++x->fs->counter);
-	int fd = openat(x->fs->tmpfd, x->content,
-			O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		x->content[0] = '\0';
-		return io_err(e, "cannot create tmp/", "replay file");
-	}
-	loff_t in = (loff_t)x->r->content_off;
-	uint64_t n = x->r->content_len;
-	char *buf = NULL;
-	while (n > 0) {
-		ssize_t c = copy_file_range(x->r->fd, &in, fd, NULL, n, 0);
-		if (c < 0 && errno == EINTR)
-			continue;
-		if (c <= 0) {
-			/* through a buffer */
-			buf = buf ? buf : xmalloc(READ_CHUNK);
-			size_t k = n > READ_CHUNK ? READ_CHUNK : (size_t)n;
-			ssize_t got = pread(x->r->fd, buf, k, in);
-			if (got <= 0 || write_full(fd, buf, (size_t)got) < 0)
-				break;
-			c = got;
-			in += got;
-		}
-		n -= (uint64_t)c;
-	}
-	free(buf);
-	if (n != 0 || close(fd) < 0) {
-		if (n != 0)
-			close(fd);
-		unlinkat(x->fs->tmpfd, x->content, 0);
-		x->content[0] = '\0';
-		return io_err(e, "cannot write tmp/", "replay file");
-	}
-	return 0;
-}
-
-/* True if entry id's content in ufd is the record's, in its form. */
-static bool content_matches(int ufd, const char *id, const struct replay *x)
-{
-	char name[ENTRY_ID_LEN + 8];
-	content_name(name, sizeof name, id, x->gz);
-	int fd = openat(ufd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return false;
-	struct stat st;
-	bool ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
-		  (uint64_t)st.st_size == x->r->content_len;
-	if (ok) {
-		unsigned char *buf = xmalloc(READ_CHUNK);
-		uLong crc = crc32(0, NULL, 0);
-		ssize_t k;
-		while ((k = read(fd, buf, READ_CHUNK)) > 0)
-			crc = crc32(crc, buf, (uInt)k);
-		ok = k == 0 && (uint32_t)crc == x->r->content_crc;
-		free(buf);
-	}
-	close(fd);
-	return ok;
-}
-
-/* True if entry id's metadata in ufd reads back as an entry of that id. */
-static bool json_good(int ufd, const char *id)
-{
-	char name[ENTRY_ID_LEN + 8];
-	struct buf b = { 0 };
-	snprintf(name, sizeof name, "%s.json", id);
-	bool ok = read_small(ufd, name, &b, NULL) == 0;
-	struct qentry q;
-	if (ok && qentry_from_json(b.data ? b.data : "", b.len, &q) == 0) {
-		ok = strcmp(q.id, id) == 0;
-		qentry_free(&q);
-	} else {
-		ok = false;
-	}
-	buf_free(&b);
-	return ok;
-}
-
-/* Makes one entry of a replayed record whole again: whatever of its
- * names a crash lost or left damaged is made anew from the record. */
-static int replay_entry(struct replay *x, const char *rel, const char *id, const char *json,
-			size_t jlen, struct qerr *e)
-{
-	struct fstore *fs = x->fs;
-	int ufd;
-	if (open_rel(fs, rel, CREATE_LATER, &ufd, e) != 0)
-		return -1;
-	int r = 0;
-	bool fixed = false;
-	if (!content_matches(ufd, id, x)) {
-		r = replay_content(x, e);
-		if (r == 0)
-			r = link_content_from(fs->tmpfd, x->content, x->gz, ufd, id, e);
-		fixed = true;
-	}
-	if (r == 0 && !json_good(ufd, id)) {
-		char *text = xmalloc(jlen + 1);
-		memcpy(text, json, jlen);
-		text[jlen] = '\0';
-		struct qentry q;
-		int64_t mtime = 0;
-		if (qentry_from_json(text, jlen, &q) == 0) {
-			mtime = q.meta.received_at;
-			qentry_free(&q);
-			r = put_json(fs, ufd, id, text, mtime, true, e);
-		} else {
-			r = qerr_perm(e, "file store: a log record's metadata of %s is damaged", id);
-		}
-		free(text);
-		fixed = true;
-	}
-	close(ufd);
-	if (r == 0 && fixed) {
-		(void)make_id_link(fs, id, rel, NULL);
-		x->entries++;
-	}
-	return r;
-}
-
-/* wal_replay_fn: every entry of one record. */
-static int replay_record(const struct wal_record *r, void *arg)
-{
-	struct replay *x = arg;
-	const unsigned char *p = r->payload, *end = p + r->len;
-	uint32_t head[3];
-	struct qerr e;
-	qerr_clear(&e);
-	x->r = r;
-	x->content[0] = '\0';
-	if (r->len < sizeof head)
-		return -1;
-	memcpy(head, p, sizeof head);
-	p += sizeof head;
-	if (head[0] != PAYLOAD_MAGIC)
-		return -1;
-	x->gz = head[1] & 1;
-	int rc = 0;
-	for (uint32_t i = 0; rc == 0 && i < head[2]; i++) {
-		uint16_t rl;
-		uint32_t jl;
-		char rel[REL_MAX], id[ENTRY_ID_LEN + 1];
-		if ((size_t)(end - p) < sizeof rl)
-			return -1;
-		memcpy(&rl, p, sizeof rl);
-		p += sizeof rl;
-		if (rl >= sizeof rel || (size_t)(end - p) < (size_t)rl + ENTRY_ID_LEN + sizeof jl)
-			return -1;
-		memcpy(rel, p, rl);
-		rel[rl] = '\0';
-		p += rl;
-		memcpy(id, p, ENTRY_ID_LEN);
-		id[ENTRY_ID_LEN] = '\0';
-		p += ENTRY_ID_LEN;
-		memcpy(&jl, p, sizeof jl);
-		p += sizeof jl;
-		if ((size_t)(end - p) < jl || !is_hex_id(id, ENTRY_ID_LEN))
-			return -1;
-		rc = replay_entry(x, rel, id, (const char *)p, jl, &e);
-		p += jl;
-	}
-	if (x->content[0] != '\0')
-		unlinkat(x->fs->tmpfd, x->content, 0);
-	if (rc != 0)
-		log_msg(LOG_ERR, "%s", e.msg);
-	return rc;
-}
-
-/* Replays the logs of processes that are gone (killed, or cut off by a
- * power failure): what they answered 200 for is made whole and durable
- * before anything else looks at the store.  Failure is logged, not
- * fatal: the logs stay for the next opener. */
-static void recover(struct fstore *fs)
-{
-	if (fs->walfd < 0 && open_subdir(fs->rootfd, "wal", OPEN_ONLY, &fs->walfd, NULL) != 0)
-		return; /* no log was ever written here */
-	struct replay x = { .fs = fs };
-	size_t n;
-	struct qerr e;
-	qerr_clear(&e);
-	if (wal_recover(fs->rootfd, fs->walfd, replay_record, &x, &n, &e) < 0)
-		log_msg(LOG_ERR, "%s", e.msg);
-	else if (x.entries > 0)
-		log_msg(LOG_INFO, "file store: replayed %zu log records, %zu entries made whole",
-			n, x.entries);
 }
 
 static int file_get(void *state, const char *id, struct qentry *out, struct qerr *e)
@@ -1657,7 +1337,7 @@ static int file_list(void *state, const struct store_filter *f, store_entry_cb c
 		char rel[REL_MAX];
 		if (rcpt_rel(f->rcpt, rel, sizeof rel, e) < 0)
 			return -1;
-		r = open_rel(fs, rel, OPEN_ONLY, &ufd, e);
+		r = open_rel(fs, rel, false, &ufd, e);
 		if (r == 1)
 			return 0;
 		if (r < 0)
@@ -1681,7 +1361,7 @@ static int file_list(void *state, const struct store_filter *f, store_entry_cb c
 			if (ufd >= 0)
 				close(ufd);
 			ufd = -1;
-			int o = open_rel(fs, g.dirs[c->dir], OPEN_ONLY, &ufd, e);
+			int o = open_rel(fs, g.dirs[c->dir], false, &ufd, e);
 			if (o == 1)
 				continue; /* gone meanwhile */
 			if (o < 0) {
@@ -1754,7 +1434,7 @@ static int remove_files(struct fstore *fs, int ufd, const char *id, bool *freed,
 		return io_err(e, "cannot sync directory of", id);
 	char xx[3] = { id[0], id[1], '\0' };
 	int xfd;
-	if (open_subdir(fs->idsfd, xx, OPEN_ONLY, &xfd, NULL) == 0) {
+	if (open_subdir(fs->idsfd, xx, false, &xfd, NULL) == 0) {
 		unlinkat(xfd, id, 0);
 		if (ids_dirty == NULL) {
 			(void)fsync(xfd);
@@ -1965,7 +1645,7 @@ static int sync_ids_dirs(struct fstore *fs, const uint8_t *dirty, struct qerr *e
 		char xx[3];
 		snprintf(xx, sizeof xx, "%02x", b);
 		int xfd;
-		if (open_subdir(fs->idsfd, xx, OPEN_ONLY, &xfd, NULL) != 0)
+		if (open_subdir(fs->idsfd, xx, false, &xfd, NULL) != 0)
 			continue;
 		int r = fsync(xfd) < 0 ? io_err(e, "cannot sync ids directory", xx) : 0;
 		close(xfd);

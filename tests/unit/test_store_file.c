@@ -3,10 +3,8 @@
  * private temporary directory: one inode per message whatever the number
  * of recipients, byte-exact content, idempotent retries, listing,
  * status, removal, expiry, statistics, hostile recipients, size limits,
- * failures that must leave nothing half-stored, cleanup at open,
- * compressed content (compress = gzip), and the write-ahead log: one
- * flush per message whatever the recipients, replay of a dead process's
- * log, a torn record left out.
+ * failures that must leave nothing half-stored, cleanup at open, and
+ * compressed content (compress = gzip).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,12 +16,10 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -32,6 +28,7 @@
 #include "config.h"
 #include "record.h"
 #include "store.h"
+#include "sync_batch.h"
 
 static const char MSG[] =
 	"From: \"Sender\" <sender@example.com>\r\n"
@@ -1486,19 +1483,23 @@ static void test_entry_id(void **state)
 	assert_true(store_id_valid("0123456789abcdef01234567"));
 }
 
-/* Many recipients in one record: every entry is stored and readable, one
- * inode for all, also past the number of directories a commit keeps open
- * (128). */
-static void many_recipients(struct fixture *f, int N)
+/* 70 recipients need more descriptors synced per phase than one sync
+ * batch holds (content, metadata, user and ids directories): every entry
+ * is stored and readable, with the batches run through io_uring and one
+ * descriptor after another alike. */
+static void many_recipients(struct fixture *f, bool serial)
 {
-	char **rcpt = xcalloc((size_t)N, sizeof *rcpt);
+	enum { N = 70 };
+	char *rcpt[N];
 	for (int i = 0; i < N; i++)
 		rcpt[i] = xasprintf("user%d@d%d.example", i, i % 7);
-	struct put_args a = { MSG, sizeof MSG - 1, (const char *const *)rcpt, (size_t)N,
-			      N > 100 ? "QS" : "QP", "sender@example.com", SYMBOLS };
+	sync_batch_serial(serial);
+	struct put_args a = { MSG, sizeof MSG - 1, (const char *const *)rcpt, N, serial ? "QS" : "QP",
+			      "sender@example.com", SYMBOLS };
 	char **ids;
 	size_t nids, created;
 	put_ok(f->s, &a, &ids, &nids, &created);
+	sync_batch_serial(false);
 	assert_int_equal(nids, N);
 	assert_int_equal(created, N);
 	struct stat st;
@@ -1512,304 +1513,21 @@ static void many_recipients(struct fixture *f, int N)
 		snprintf(rel, sizeof rel, "d%d.example/user%d", i % 7, i);
 		user_file(f, rel, ids[i], "eml", p, sizeof p);
 		assert_int_equal(stat(p, &st), 0);
-		assert_int_equal(st.st_nlink, (nlink_t)N);
+		assert_int_equal(st.st_nlink, N);
 	}
 	xfree_strv(ids, nids);
 	for (int i = 0; i < N; i++)
 		free(rcpt[i]);
-	free(rcpt);
 }
 
 static void test_many_recipients(void **state)
 {
-	many_recipients(*state, 70);
+	many_recipients(*state, false);
 }
 
-static void test_more_recipients_than_kept_dirs(void **state)
+static void test_many_recipients_serial(void **state)
 {
-	many_recipients(*state, 200);
-}
-
-
-/* Synchronous flushes the test's own thread asks for.  These definitions
- * take the place of the C library's for the store linked into this
- * program; the checkpoint thread's flushes are not counted, being off
- * the request path. */
-static __thread unsigned flushes;
-
-int fsync(int fd)
-{
-	flushes++;
-	return (int)syscall(SYS_fsync, fd);
-}
-
-int fdatasync(int fd)
-{
-	flushes++;
-	return (int)syscall(SYS_fdatasync, fd);
-}
-
-int syncfs(int fd)
-{
-	flushes++;
-	return (int)syscall(SYS_syncfs, fd);
-}
-
-/* One flush per message whatever the number of recipients: 1, 5 and 50
- * recipients (in directories that do not exist yet) each cost one
- * fdatasync once the log is open; a retry that finds every entry costs
- * none. */
-static void test_one_flush_per_message(void **state)
-{
-	struct fixture *f = *state;
-	const char *const one[] = { "first@example.org" };
-	struct put_args a = { MSG, sizeof MSG - 1, one, 1, "QF0", NULL, NULL };
-	char **ids;
-	size_t nids, created;
-	put_ok(f->s, &a, &ids, &nids, &created); /* opens the log */
-	xfree_strv(ids, nids);
-	size_t counts[] = { 1, 5, 50 };
-	for (size_t k = 0; k < 3; k++) {
-		char *rcpt[50];
-		for (size_t i = 0; i < counts[k]; i++)
-			rcpt[i] = xasprintf("u%zu-%zu@d%zu.example", k, i, i % 9);
-		char qid[16];
-		snprintf(qid, sizeof qid, "QF%zu", k + 1);
-		struct put_args b = { MSG, sizeof MSG - 1, (const char *const *)rcpt, counts[k], qid,
-				      NULL, NULL };
-		flushes = 0;
-		put_ok(f->s, &b, &ids, &nids, &created);
-		assert_int_equal(created, counts[k]);
-		assert_int_equal(flushes, 1);
-		xfree_strv(ids, nids);
-		flushes = 0;
-		put_ok(f->s, &b, &ids, &nids, &created);
-		assert_int_equal(created, 0);
-		assert_int_equal(flushes, 0);
-		xfree_strv(ids, nids);
-		for (size_t i = 0; i < counts[k]; i++)
-			free(rcpt[i]);
-	}
-}
-
-/* The names of the files in root/wal, space-separated (for messages). */
-static size_t wal_files(struct fixture *f, char *out, size_t len)
-{
-	char p[600];
-	snprintf(p, sizeof p, "%s/wal", f->root);
-	DIR *d = opendir(p);
-	size_t n = 0;
-	out[0] = '\0';
-	if (d == NULL)
-		return 0;
-	struct dirent *de;
-	while ((de = readdir(d)) != NULL) {
-		if (de->d_name[0] == '.')
-			continue;
-		n++;
-		size_t l = strlen(out);
-		snprintf(out + l, len - l, "%s ", de->d_name);
-	}
-	closedir(d);
-	return n;
-}
-
-/* A child process stores nmsg messages to THREE and is killed without
- * closing its store, as a killed worker or a power cut leaves it: its
- * log stays. */
-static void crashed_child(struct fixture *f, int nmsg)
-{
-	pid_t pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		struct store *s;
-		struct qerr e;
-		if (store_open(&s, &f->c, &e) < 0)
-			_exit(2);
-		for (int i = 0; i < nmsg; i++) {
-			char qid[16], body[200];
-			snprintf(qid, sizeof qid, "QW%d", i);
-			snprintf(body, sizeof body, "Subject: %d\r\n\r\nbody %d\r\n", i, i);
-			struct put_args a = { body, strlen(body), THREE, 3, qid, NULL, NULL };
-			char **ids;
-			size_t nids, created;
-			if (put(s, &a, &ids, &nids, &created, &e) < 0 || created != 3)
-				_exit(3);
-			xfree_strv(ids, nids);
-		}
-		/* killed, as a worker can be: no store_close, the log is not
-		 * retired (and no exit handler runs, valgrind's included) */
-		kill(getpid(), SIGKILL);
-		_exit(4);
-	}
-	int st;
-	assert_int_equal(waitpid(pid, &st, 0), pid);
-	if (WIFEXITED(st))
-		fail_msg("the child failed before it was killed (exit %d)", WEXITSTATUS(st));
-	assert_true(WIFSIGNALED(st));
-	assert_int_equal(WTERMSIG(st), SIGKILL);
-}
-
-/* Removes every file of every entry in users/ (what a power cut may take
- * of names that were never synced), keeping the directories. */
-static int rm_user_file(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)ftw;
-	if (flag == FTW_F)
-		unlink(path);
-	return 0;
-}
-
-/* A process that dies with records in its log: opening the store replays
- * them, so every entry the log holds is back, byte-exact, even when a
- * power cut took all of its names; then the log is gone. */
-static void test_replay_after_crash(void **state)
-{
-	struct fixture *f = *state;
-	store_close(f->s);
-	f->s = NULL;
-	crashed_child(f, 4);
-	char names[400], p[600];
-	assert_int_equal(wal_files(f, names, sizeof names), 2);
-	snprintf(p, sizeof p, "%s/users", f->root);
-	nftw(p, rm_user_file, 16, FTW_PHYS);
-	snprintf(p, sizeof p, "%s/ids", f->root);
-	nftw(p, rm_user_file, 16, FTW_PHYS);
-	struct qerr e;
-	assert_int_equal(store_open(&f->s, &f->c, &e), 0);
-	assert_int_equal(wal_files(f, names, sizeof names), 0);
-	struct store_filter all = all_filter();
-	struct listed l;
-	assert_int_equal(list_n(f->s, &all, &l), 12);
-	for (int i = 0; i < 4; i++) {
-		struct qmeta m;
-		char body[200], id[ENTRY_ID_LEN + 1], qid[16];
-		memset(&m, 0, sizeof m);
-		snprintf(body, sizeof body, "Subject: %d\r\n\r\nbody %d\r\n", i, i);
-		snprintf(qid, sizeof qid, "QW%d", i);
-		sha256_hex(body, strlen(body), m.sha256);
-		m.qid = qid;
-		m.rspamd_server = (char *)"scan1";
-		for (int r = 0; r < 3; r++) {
-			store_entry_id(&m, THREE[r], id);
-			struct buf b = { 0 };
-			assert_int_equal(store_read_content(f->s, id, collect_cb, &b, &e), 0);
-			assert_int_equal(b.len, strlen(body));
-			assert_memory_equal(b.data, body, b.len);
-			buf_free(&b);
-			struct qentry q;
-			assert_int_equal(store_get(f->s, id, &q, &e), 0);
-			assert_string_equal(q.meta.qid, qid);
-			qentry_free(&q);
-		}
-	}
-}
-
-/* A record cut short (the tail a power cut tore) is not replayed; the
- * records before it are. */
-static void test_torn_record_not_replayed(void **state)
-{
-	struct fixture *f = *state;
-	store_close(f->s);
-	f->s = NULL;
-	crashed_child(f, 2);
-	char names[400], p[600];
-	assert_int_equal(wal_files(f, names, sizeof names), 2);
-	/* the records are in the file that is not empty: cut its last byte */
-	char *sp = strchr(names, ' ');
-	assert_non_null(sp);
-	*sp = '\0';
-	for (int k = 0; k < 2; k++) {
-		char *name = k == 0 ? names : sp + 1;
-		char *end = strchr(name, ' ');
-		if (end)
-			*end = '\0';
-		snprintf(p, sizeof p, "%s/wal/%s", f->root, name);
-		struct stat st;
-		assert_int_equal(stat(p, &st), 0);
-		int fd = open(p, O_RDWR);
-		assert_true(fd >= 0);
-		/* find the end of the second record: the last non-zero byte */
-		char *data = xmalloc((size_t)st.st_size);
-		assert_int_equal(pread(fd, data, (size_t)st.st_size, 0), st.st_size);
-		off_t last = st.st_size - 1;
-		while (last > 4096 && data[last] == 0)
-			last--;
-		if (last > 4096) {
-			data[last] ^= 0x55;
-			assert_int_equal(pwrite(fd, &data[last], 1, last), 1);
-		}
-		free(data);
-		close(fd);
-	}
-	snprintf(p, sizeof p, "%s/users", f->root);
-	nftw(p, rm_user_file, 16, FTW_PHYS);
-	struct qerr e;
-	assert_int_equal(store_open(&f->s, &f->c, &e), 0);
-	struct store_filter all = all_filter();
-	struct listed l;
-	assert_int_equal(list_n(f->s, &all, &l), 3); /* the first message only */
-}
-
-/* A store closed in order retires its log: nothing is left in wal/, and
- * the entries are there without a replay. */
-static void test_close_retires_log(void **state)
-{
-	struct fixture *f = *state;
-	struct put_args a = { MSG, sizeof MSG - 1, THREE, 3, "QR", NULL, NULL };
-	char **ids;
-	size_t nids, created;
-	put_ok(f->s, &a, &ids, &nids, &created);
-	char names[400];
-	assert_int_equal(wal_files(f, names, sizeof names), 2);
-	store_close(f->s);
-	f->s = NULL;
-	assert_int_equal(wal_files(f, names, sizeof names), 0);
-	struct qerr e;
-	assert_int_equal(store_open(&f->s, &f->c, &e), 0);
-	struct qentry q;
-	assert_int_equal(store_get(f->s, ids[2], &q, &e), 0);
-	qentry_free(&q);
-	xfree_strv(ids, nids);
-}
-
-/* A store an earlier version wrote has users/, ids/ and tmp/ but no
- * wal/: it is opened, listed and read as it is, and its first new
- * message makes wal/ (an upgrade in place, no conversion). */
-static void test_store_of_earlier_version(void **state)
-{
-	struct fixture *f = *state;
-	struct put_args a = { MSG, sizeof MSG - 1, THREE, 3, "QV", NULL, NULL };
-	char **ids;
-	size_t nids, created;
-	put_ok(f->s, &a, &ids, &nids, &created);
-	store_close(f->s);
-	f->s = NULL;
-	char p[600];
-	snprintf(p, sizeof p, "%s/wal", f->root);
-	char cmd[700];
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", p);
-	assert_int_equal(system(cmd), 0);
-	struct stat st;
-	assert_int_equal(stat(p, &st), -1);
-	struct qerr e;
-	assert_int_equal(store_open(&f->s, &f->c, &e), 0);
-	assert_int_equal(stat(p, &st), -1); /* opening alone makes nothing */
-	struct store_filter all = all_filter();
-	struct listed l;
-	assert_int_equal(list_n(f->s, &all, &l), 3);
-	struct buf b = { 0 };
-	assert_int_equal(store_read_content(f->s, ids[1], collect_cb, &b, &e), 0);
-	assert_int_equal(b.len, sizeof MSG - 1);
-	buf_free(&b);
-	xfree_strv(ids, nids);
-	struct put_args a2 = { MSG, sizeof MSG - 1, THREE, 3, "QV2", NULL, NULL };
-	put_ok(f->s, &a2, &ids, &nids, &created);
-	assert_int_equal(created, 3);
-	assert_int_equal(stat(p, &st), 0);
-	assert_int_equal(list_n(f->s, &all, &l), 6);
-	xfree_strv(ids, nids);
+	many_recipients(*state, true);
 }
 
 int main(void)
@@ -1817,7 +1535,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_put_three_one_inode, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_many_recipients, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_more_recipients_than_kept_dirs, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_many_recipients_serial, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dup_rcpt_and_default_owner, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_list_filters, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_remove_keeps_shared, setup, teardown),
@@ -1838,11 +1556,6 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_gzip_mixed_and_damaged, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unknown_backend, setup, teardown),
 		cmocka_unit_test(test_entry_id),
-		cmocka_unit_test_setup_teardown(test_one_flush_per_message, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_replay_after_crash, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_torn_record_not_replayed, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_close_retires_log, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_store_of_earlier_version, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
