@@ -35,12 +35,7 @@ static int parse(const uint8_t *body, size_t n, const uint8_t *sizes, struct buf
 	int rc = 0;
 	size_t i = 0, k = 0;
 	while (i < n) {
-		size_t piece = n - i;
-		if (sizes != NULL) {
-			size_t want = (size_t)sizes[k++ % 4] + 1;
-			if (want < piece)
-				piece = want;
-		}
+		size_t piece = fuzz_piece(n - i, sizes, &k);
 		rc = msgpack_in_feed(mi, body + i, piece, e);
 		if (rc < 0)
 			break;

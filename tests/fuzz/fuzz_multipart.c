@@ -72,12 +72,7 @@ static int parse(const char *boundary, const uint8_t *body, size_t n, const uint
 	int rc = 0;
 	size_t i = 0, k = 0;
 	while (i < n) {
-		size_t piece = n - i;
-		if (sizes != NULL) {
-			size_t want = (size_t)sizes[k++ % 4] + 1;
-			if (want < piece)
-				piece = want;
-		}
+		size_t piece = fuzz_piece(n - i, sizes, &k);
 		rc = multipart_feed(mp, body + i, piece, e);
 		if (rc < 0)
 			break;

@@ -112,4 +112,15 @@ static inline char *fuzz_cstr(const uint8_t *data, size_t size)
 	return s;
 }
 
+/* The size of the next piece of a body fed in pieces: all that is left
+ * when sizes is NULL, else the next of the four sizes (1..256) the
+ * input chose, cycling; *k counts the pieces. */
+static inline size_t fuzz_piece(size_t left, const uint8_t *sizes, size_t *k)
+{
+	if (sizes == NULL)
+		return left;
+	size_t want = (size_t)sizes[(*k)++ % 4] + 1;
+	return want < left ? want : left;
+}
+
 #endif
