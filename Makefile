@@ -61,9 +61,16 @@ $(CLI): $(CLI_SRC:src/%.c=$(B)/%.o) $(B)/libquarantine.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
 $(B)/tests/%: tests/unit/%.c $(B)/libquarantine.a $(wildcard src/*.h) | $(B)
-	$(CC) $(ALL_CFLAGS) -o $@ $< $(B)/libquarantine.a $(ALL_LDFLAGS) $(LIBS) -lcmocka
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(B)/libquarantine.a $(ALL_LDFLAGS) $(UNIT_WRAP) $(LIBS) -lcmocka
+
+# test_store_file counts the store's real flushes through wrappers.
+$(B)/tests/test_store_file: UNIT_WRAP = -Wl,--wrap=fsync -Wl,--wrap=fdatasync -Wl,--wrap=syncfs
 
 unit-bins: $(UNIT_BIN)
+
+# The pkg-config packages the programs link (bench/run.sh asks).
+print-pkgs:
+	@echo $(PKGS)
 
 deps-build:
 	@sh mk/deps.sh build
@@ -169,4 +176,4 @@ check-deb: deps-deb
 clean:
 	rm -rf build build-san
 
-.PHONY: all check run bench fuzz fuzz-check check-valgrind install clean unit-bins deps-build deps-check deps-run deps-bench deps-deb check-deb
+.PHONY: print-pkgs all check run bench fuzz fuzz-check check-valgrind install clean unit-bins deps-build deps-check deps-run deps-bench deps-deb check-deb

@@ -19,7 +19,8 @@ Environment: B (build dir), BENCH_BIN (helpers built by run.sh),
 DUR (seconds per load run; default 5, QUICK=1: 2), FULL=1, QUICK=1,
 BENCH_SIZES, BENCH_CONCS, BENCH_RCPTS (comma-separated, to run part of
 the matrix), BENCH_SERVERS (comma-separated subset of fcgi_min, null,
-file, file_gzip, pgsql, fsync_loop, pgbench), BENCH_SPREAD (recipient
+file, file_gzip, file_fsync, pgsql, fsync_loop, pgbench; file_fsync, the
+file store with file_sync = fsync, runs only when named), BENCH_SPREAD (recipient
 pool of the spread cells, default 1000; 0: none), BENCH_FS
 (comma-separated: root, ext4, xfs; the load matrix runs once on each:
 root is the temp directory's file system, ext4 and xfs are file systems
@@ -361,6 +362,7 @@ def load_matrix(tmp, fs="root"):
                         cell["fcgi_min"] = fcgi_cell(tmp, conc, files)
                     for name, backend, extra in (("null", "null", None), ("file", "file", None),
                                                  ("file_gzip", "file", {"compress": "gzip"}),
+                                                 ("file_fsync", "file", {"file_sync": "fsync"}),
                                                  ("pgsql", "pgsql", None)):
                         if name not in SERVERS:
                             continue
@@ -446,15 +448,16 @@ def print_cell(c):
     f = _rate(c, "fcgi_min")
     log("%s size %7d rcpt %2d conc %2d%s | fcgi_min %7.0f/s | null %7.0f/s %.2f | file %6.0f/s "
         "fsync_loop %6.0f/s %.2f | gzip %6.0f/s %.2f of file | pgsql %6.0f/s pgbench %6.0f/s %.2f"
-        " | file/pgsql %.2f"
+        " | file/pgsql %.2f | file_sync=fsync %6.0f/s %.2f of file"
         % (c.get("fs", "root"), c["size"], c["rcpt"], c["conc"],
            " spread" if c.get("spread") else "", f, _rate(c, "null"),
            ratio(_rate(c, "null"), f), _rate(c, "file"), _rate(c, "fsync_loop"),
            ratio(_rate(c, "file"), _rate(c, "fsync_loop")), _rate(c, "file_gzip"),
            ratio(_rate(c, "file_gzip"), _rate(c, "file")), _rate(c, "pgsql"),
            _rate(c, "pgbench"), ratio(_rate(c, "pgsql"), _rate(c, "pgbench")),
-           ratio(_rate(c, "file"), _rate(c, "pgsql"))))
-    for k in ("fcgi_min", "null", "file", "file_gzip", "pgsql"):
+           ratio(_rate(c, "file"), _rate(c, "pgsql")), _rate(c, "file_fsync"),
+           ratio(_rate(c, "file_fsync"), _rate(c, "file"))))
+    for k in ("fcgi_min", "null", "file", "file_gzip", "file_fsync", "pgsql"):
         if k not in c:
             continue
         r = c[k]

@@ -14,9 +14,12 @@ CC=${CC:-cc}
 W="-Wall -Wextra -Werror"
 $CC -O2 $W -o "$bin/fcgi_min" "$root/bench/fcgi_min.c" -lfcgi
 $CC -std=c11 -D_GNU_SOURCE -O2 $W -o "$bin/fsync_loop" "$root/bench/fsync_loop.c"
-# shellcheck disable=SC2046
-$CC -std=c11 -D_GNU_SOURCE -O2 $W -I"$root/src" $(pkg-config --cflags libpq 2>/dev/null) \
+# populate links the project's library: the Makefile's PKGS, asked from
+# the Makefile itself so that the two lists cannot drift apart.
+pkgs=$(make -s -C "$root" print-pkgs)
+# shellcheck disable=SC2046,SC2086
+$CC -std=c11 -D_GNU_SOURCE -O2 $W -I"$root/src" $(pkg-config --cflags $pkgs) \
 	-o "$bin/populate" "$root/bench/populate.c" "$bd/libquarantine.a" \
-	-lfcgi -ljansson -lz -lcrypto -lpq -lcrypt
+	-lfcgi $(pkg-config --libs $pkgs) -lcrypt
 cd "$root"
 B=$B BENCH_BIN=$bin exec python3 bench/bench.py "$@"

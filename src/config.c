@@ -53,6 +53,7 @@ static const char *const facility_values[] = {
 };
 static const char *const backend_values[] = { "file", "pgsql", "null", NULL };
 static const char *const compress_values[] = { "none", "gzip", NULL };
+static const char *const file_sync_values[] = { "auto", "syncfs", "fsync", NULL };
 static const char *const transport_values[] = { "smtp", "sendmail", NULL };
 static int check_hostport(const char *v, struct qerr *e);
 static int check_sender(const char *v, struct qerr *e);
@@ -105,6 +106,9 @@ static const struct key_row rows[] = {
 	{ ROW(compress, K_ENUM, "enum", "none",
 	      "Compression of stored messages in the file store: none or gzip."),
 	  .values = compress_values },
+	{ ROW(file_sync, K_ENUM, "enum", "auto",
+	      "How the file store makes a message durable: syncfs (its file system synced twice per message, whatever the number of recipients), fsync (each file and directory, 1 + 2N for N recipients) or auto (fsync for one recipient, syncfs for more; fsync only on ext4 without a journal, whose syncfs may return before its last metadata writes have reached the disk)."),
+	  .values = file_sync_values },
 	{ ROW(pgsql_conninfo, K_STRING, "string", "",
 	      "PostgreSQL connection string for the pgsql backend, e.g. \"dbname=quarantine user=quarantine\"."), },
 	{ ROW(counters_file, K_STRING, "string", "",

@@ -36,6 +36,7 @@ struct config {
 	char *backend;           /* file, pgsql, null */
 	char *file_root;
 	char *compress;          /* none, gzip (file store) */
+	char *file_sync;         /* auto, syncfs, fsync (file store) */
 	char *pgsql_conninfo;
 	char *counters_file;     /* the CLI's action counters for /metrics */
 

@@ -53,12 +53,15 @@
  *     meanwhile by another worker is never overwritten); then fsync
  *     every user directory.
  *
- * Every file and directory is still fsynced, as POSIX requires, but a
- * phase's fsyncs are issued together as one sync batch (sync_batch.c,
- * io_uring) once its operations are done, with the writeback of each
- * file started as soon as it is written: the phase waits for the disk
- * about once, not once per fsync, whatever the number of recipients (on
- * a journalling file system they can also join one journal commit).  Each
+ * A phase's syncs are one sync batch (sync_batch.c), flushed once its
+ * operations are done, in one of two ways (file_sync, see choose_sync):
+ * every file and directory fsynced, as POSIX asks, the fsyncs issued
+ * together through io_uring with each file's writeback started as soon
+ * as it is written, so that the phase waits for the disk about once; or
+ * one syncfs of the store's file system, whose cost does not grow with
+ * the recipients and which makes every name and byte made before it
+ * durable (directories created for new recipients included: they are
+ * then not fsynced on their own).  Each
  * user directory is synced once per message: both of an entry's names
  * are made in phase 2, after everything they point at is durable.  A
  * crash during phase 2 (before the answer, so the POST is retried) may
@@ -125,6 +128,8 @@ struct fstore {
 	int rootfd, tmpfd, usersfd, idsfd;
 	unsigned long counter;
 	bool gzip;  /* compress = gzip: new content is stored deflated */
+	enum { SYNC_FSYNC, SYNC_SYNCFS, SYNC_MIXED } sync; /* file_sync, resolved */
+	bool syncfs; /* the commit under way ends its phases in one syncfs */
 };
 
 struct fput {
@@ -219,15 +224,17 @@ static bool good_component(const char *s)
 /*
  * Opens (creating if asked) the subdirectory name of dirfd, never through
  * a symlink.  A directory created here is made durable by fsyncing its
- * parent.  Returns 0, 1 if it does not exist (and create is false), or -1.
+ * parent, unless sync_new is false: then the caller's syncfs will.
+ * Returns 0, 1 if it does not exist (and create is false), or -1.
  */
-static int open_subdir(int dirfd, const char *name, bool create, int *out, struct qerr *e)
+static int open_subdir(int dirfd, const char *name, bool create, bool sync_new, int *out,
+		       struct qerr *e)
 {
 	*out = -1;
 	int fd = openat(dirfd, name, DIR_FLAGS);
 	if (fd < 0 && errno == ENOENT && create) {
 		if (mkdirat(dirfd, name, 0700) == 0) {
-			if (fsync(dirfd) < 0)
+			if (sync_new && fsync(dirfd) < 0)
 				return io_err(e, "cannot sync directory above", name);
 		} else if (errno != EEXIST) {
 			return io_err(e, "cannot create directory", name);
@@ -271,9 +278,9 @@ static int open_rel(struct fstore *fs, const char *relpath, bool create, int *ou
 	strcpy(rel, relpath);
 	if (split_rel(rel, &domain, &local) < 0)
 		return qerr_perm(e, "file store: bad directory name '%.80s'", relpath);
-	int dfd, r = open_subdir(fs->usersfd, domain, create, &dfd, e);
+	int dfd, r = open_subdir(fs->usersfd, domain, create, !fs->syncfs, &dfd, e);
 	if (r == 0) {
-		r = open_subdir(dfd, local, create, out, e);
+		r = open_subdir(dfd, local, create, !fs->syncfs, out, e);
 		close(dfd);
 	}
 	if (r < 0 && e)
@@ -329,7 +336,7 @@ static int entry_dir(struct fstore *fs, const char *id, int *ufd, struct qerr *e
 	char xx[3] = { id[0], id[1], '\0' };
 	char target[64 + REL_MAX];
 	*ufd = -1;
-	int dfd, r = open_subdir(fs->idsfd, xx, false, &dfd, e);
+	int dfd, r = open_subdir(fs->idsfd, xx, false, false, &dfd, e);
 	if (r < 0)
 		return -1;
 	if (r == 1)
@@ -427,11 +434,13 @@ static int set_mtime(int fd, int64_t t)
 }
 
 /* Writes metadata text to the new file dirfd/name, dated mtime.  With
- * keep NULL the file is fsynced and closed; else its writeback is
- * started and its descriptor goes to *keep, for the caller to fsync with
- * others.  On failure the file is removed again. */
+ * keep NULL the file is fsynced and closed; else its descriptor goes to
+ * *keep, for the caller to fsync with others, its writeback started
+ * first if writeback is true (a syncfs writes every file in one pass, and
+ * starting each on its own only costs CPU).  On failure the file is
+ * removed again. */
 static int write_tmp_named(int dirfd, const char *name, const char *text, int64_t mtime,
-			   int *keep, struct qerr *e)
+			   int *keep, bool writeback, struct qerr *e)
 {
 	int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
@@ -439,7 +448,7 @@ static int write_tmp_named(int dirfd, const char *name, const char *text, int64_
 	bool bad = write_full(fd, text, strlen(text)) < 0 || set_mtime(fd, mtime) < 0;
 	if (!bad && keep == NULL)
 		bad = fsync(fd) < 0;
-	else if (!bad)
+	else if (!bad && writeback)
 		start_writeback(fd);
 	if (bad) {
 		io_err(e, "cannot write", name);
@@ -466,7 +475,7 @@ static int replace_file(struct fstore *fs, int dirfd, const char *name, const ch
 {
 	char tmp[64];
 	tmp_name(fs, tmp, sizeof tmp);
-	if (write_tmp_named(dirfd, tmp, text, mtime, NULL, e) < 0)
+	if (write_tmp_named(dirfd, tmp, text, mtime, NULL, false, e) < 0)
 		return -1;
 	if (renameat(dirfd, tmp, dirfd, name) < 0) {
 		io_err(e, "cannot rename to", name);
@@ -520,6 +529,27 @@ static int mkdir_root(const char *root, struct qerr *e)
 	return r;
 }
 
+/*
+ * How commits make their phases durable (file_sync): an fsync of each
+ * file and directory, or one syncfs of the store's file system.  auto
+ * takes syncfs for messages to several recipients where the file system
+ * can be trusted with it, and fsync for one recipient: three files are
+ * cheaper to fsync than a whole file system is to sync (measured in
+ * BENCHMARKS.md), and their phases still wait for the disk twice.
+ */
+static int choose_sync(const struct fstore *fs, const char *mode)
+{
+	char why[128];
+	if (mode != NULL && strcmp(mode, "fsync") == 0)
+		return SYNC_FSYNC;
+	if (mode != NULL && strcmp(mode, "syncfs") == 0)
+		return SYNC_SYNCFS;
+	bool sound = sync_batch_syncfs_sound(fs->rootfd, why, sizeof why);
+	log_msg(LOG_DEBUG, "file store: file_sync auto: %s, %s", why,
+		sound ? "syncfs for several recipients" : "fsync of each file");
+	return sound ? SYNC_MIXED : SYNC_FSYNC;
+}
+
 static void file_close(void *state)
 {
 	struct fstore *fs = state;
@@ -550,13 +580,14 @@ static int file_open(void **state, const struct config *c, struct qerr *e)
 		file_close(fs);
 		return -1;
 	}
-	if (open_subdir(fs->rootfd, "tmp", true, &fs->tmpfd, e) != 0 ||
-	    open_subdir(fs->rootfd, "users", true, &fs->usersfd, e) != 0 ||
-	    open_subdir(fs->rootfd, "ids", true, &fs->idsfd, e) != 0) {
+	if (open_subdir(fs->rootfd, "tmp", true, true, &fs->tmpfd, e) != 0 ||
+	    open_subdir(fs->rootfd, "users", true, true, &fs->usersfd, e) != 0 ||
+	    open_subdir(fs->rootfd, "ids", true, true, &fs->idsfd, e) != 0) {
 		file_close(fs);
 		return -1;
 	}
 	clean_tmp(fs);
+	fs->sync = choose_sync(fs, c->file_sync);
 	*state = fs;
 	return 0;
 }
@@ -667,7 +698,12 @@ struct made {
 	bool skip;      /* the entry existed before */
 	bool repair;    /* its .json existed without content: a crash's leftover */
 	bool eml, link, tmp, json;
+	int ufd;        /* users/<rel>, kept open from phase 1 to 2, or -1 */
 };
+
+/* Recipients whose directory stays open between the two phases; beyond
+ * these it is opened again (a message may have max_recipients). */
+#define KEEP_DIRS 128
 
 /* Removes what a failed commit created, newest first; best effort. */
 static void rollback(struct fstore *fs, struct made *mk, size_t n)
@@ -694,7 +730,7 @@ static void rollback(struct fstore *fs, struct made *mk, size_t n)
 		}
 		char xx[3] = { w->id[0], w->id[1], '\0' };
 		int xfd;
-		if (w->link && open_subdir(fs->idsfd, xx, false, &xfd, NULL) == 0) {
+		if (w->link && open_subdir(fs->idsfd, xx, false, false, &xfd, NULL) == 0) {
 			unlinkat(xfd, w->id, 0);
 			(void)fsync(xfd);
 			close(xfd);
@@ -732,7 +768,7 @@ static int make_id_link(struct fstore *fs, const char *id, const char *rel, stru
 	char xx[3] = { id[0], id[1], '\0' };
 	char tmp[64];
 	int xfd;
-	if (open_subdir(fs->idsfd, xx, true, &xfd, e) != 0)
+	if (open_subdir(fs->idsfd, xx, true, !fs->syncfs, &xfd, e) != 0)
 		return -1;
 	char *target = xasprintf("../../users/%s", rel);
 	int r = 0;
@@ -756,9 +792,11 @@ static int make_id_link(struct fstore *fs, const char *id, const char *rel, stru
 }
 
 /* Hands a user directory's descriptor to sb (a copy: the caller keeps
- * its own). */
+ * its own); nothing to hand to a whole-file-system batch that has one. */
 static int batch_user_dir(struct sync_batch *sb, int ufd, const char *rel, struct qerr *e)
 {
+	if (sb->whole_fs && sb->n > 0)
+		return 0;
 	int fd = fcntl(ufd, F_DUPFD_CLOEXEC, 0);
 	if (fd < 0)
 		return io_err(e, "cannot sync directory users/", rel);
@@ -772,9 +810,11 @@ static int batch_user_dir(struct sync_batch *sb, int ufd, const char *rel, struc
  * (it leads nowhere until the .json exists), and the metadata file and
  * the ids directory go into sb.  An entry stored before (a retry) is
  * skipped, its directory still synced: the first attempt may not have
- * finished syncing it yet. */
+ * finished syncing it yet.  With keep, the user directory stays open in
+ * w->ufd for phase 2. */
 static int prepare_one(struct fput *p, const struct qmeta *m, const char *rcpt,
-		       const char *id, struct made *w, struct sync_batch *sb, struct qerr *e)
+		       const char *id, struct made *w, bool keep, struct sync_batch *sb,
+		       struct qerr *e)
 {
 	struct fstore *fs = p->fs;
 	char name[ENTRY_ID_LEN + 8];
@@ -800,7 +840,10 @@ static int prepare_one(struct fput *p, const struct qmeta *m, const char *rcpt,
 		io_err(e, "cannot look at", name);
 		goto fail;
 	}
-	close(ufd);
+	if (keep)
+		w->ufd = ufd;
+	else
+		close(ufd);
 	if (make_id_link(fs, id, w->rel, e) < 0)
 		return -1;
 	w->link = true;
@@ -817,7 +860,7 @@ static int prepare_one(struct fput *p, const struct qmeta *m, const char *rcpt,
 	char *json = qentry_to_json(&qe, true);
 	snprintf(w->mtmp, sizeof w->mtmp, "%ld.%lu.json", (long)getpid(), ++fs->counter);
 	int jfd;
-	int r = write_tmp_named(fs->tmpfd, w->mtmp, json, m->received_at, &jfd, e);
+	int r = write_tmp_named(fs->tmpfd, w->mtmp, json, m->received_at, &jfd, !fs->syncfs, e);
 	free(json);
 	if (r < 0)
 		return -1;
@@ -838,8 +881,8 @@ static int publish_one(struct fstore *fs, struct fput *p, struct made *w, struct
 		       size_t *created, struct qerr *e)
 {
 	char name[ENTRY_ID_LEN + 8];
-	int ufd;
-	if (open_rel(fs, w->rel, false, &ufd, e) != 0)
+	int ufd = w->ufd;
+	if (ufd < 0 && open_rel(fs, w->rel, false, &ufd, e) != 0)
 		return qerr_temp(e, "file store: users/%.200s vanished during commit", w->rel);
 	snprintf(name, sizeof name, "%s.json", w->id);
 	struct stat st;
@@ -862,7 +905,8 @@ static int publish_one(struct fstore *fs, struct fput *p, struct made *w, struct
 	}
 	if (r == 0)
 		r = batch_user_dir(sb, ufd, w->rel, e);
-	close(ufd);
+	if (ufd != w->ufd)
+		close(ufd);
 	return r;
 }
 
@@ -889,15 +933,19 @@ static int file_put_commit(void *put, const struct qmeta *m, char *const *ids,
 	}
 	start_writeback(p->fd);
 	struct made *mk = xcalloc(m->nrcpt ? m->nrcpt : 1, sizeof *mk);
+	for (size_t j = 0; j < m->nrcpt; j++)
+		mk[j].ufd = -1;
+	struct fstore *fs = p->fs;
+	fs->syncfs = fs->sync == SYNC_SYNCFS || (fs->sync == SYNC_MIXED && m->nrcpt > 1);
 	struct sync_batch sb;
-	sync_batch_init(&sb);
+	sync_batch_init(&sb, fs->syncfs);
 	char what[96];
 	snprintf(what, sizeof what, "tmp/%s", p->name);
 	int cfd = fcntl(p->fd, F_DUPFD_CLOEXEC, 0);
 	int r = cfd < 0 ? io_err(e, "cannot sync tmp/", p->name) : sync_batch_add(&sb, cfd, what, e);
 	size_t i;
 	for (i = 0; r == 0 && i < m->nrcpt; i++)
-		r = prepare_one(p, m, m->rcpt[i], ids[i], &mk[i], &sb, e);
+		r = prepare_one(p, m, m->rcpt[i], ids[i], &mk[i], i < KEEP_DIRS, &sb, e);
 	if (r == 0)
 		r = sync_batch_flush(&sb, e);
 	for (size_t j = 0; r == 0 && j < m->nrcpt; j++)
@@ -914,6 +962,9 @@ static int file_put_commit(void *put, const struct qmeta *m, char *const *ids,
 			if (mk[j].tmp)
 				unlinkat(p->fs->tmpfd, mk[j].mtmp, 0);
 	}
+	for (size_t j = 0; j < m->nrcpt; j++)
+		if (mk[j].ufd >= 0)
+			close(mk[j].ufd);
 	free(mk);
 	put_free(p);
 	return r;
@@ -1434,7 +1485,7 @@ static int remove_files(struct fstore *fs, int ufd, const char *id, bool *freed,
 		return io_err(e, "cannot sync directory of", id);
 	char xx[3] = { id[0], id[1], '\0' };
 	int xfd;
-	if (open_subdir(fs->idsfd, xx, false, &xfd, NULL) == 0) {
+	if (open_subdir(fs->idsfd, xx, false, false, &xfd, NULL) == 0) {
 		unlinkat(xfd, id, 0);
 		if (ids_dirty == NULL) {
 			(void)fsync(xfd);
@@ -1645,7 +1696,7 @@ static int sync_ids_dirs(struct fstore *fs, const uint8_t *dirty, struct qerr *e
 		char xx[3];
 		snprintf(xx, sizeof xx, "%02x", b);
 		int xfd;
-		if (open_subdir(fs->idsfd, xx, false, &xfd, NULL) != 0)
+		if (open_subdir(fs->idsfd, xx, false, false, &xfd, NULL) != 0)
 			continue;
 		int r = fsync(xfd) < 0 ? io_err(e, "cannot sync ids directory", xx) : 0;
 		close(xfd);

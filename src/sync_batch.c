@@ -1,7 +1,7 @@
 /*
  * sync_batch.c - fsyncs a batch of descriptors together (see
- * sync_batch.h): one io_uring per process, made on first use, each fsync
- * one submission; the kernel runs them side by side and the caller waits
+ * sync_batch.h), or syncs their file system once.  Per file: one
+ * io_uring per process, made on first use, each fsync one submission; the kernel runs them side by side and the caller waits
  * for all of them.  The ring belongs to the process that made it: a
  * child after fork makes its own.  Any trouble with the ring itself
  * (setup refused, a submission error) retires it for good and the
@@ -11,16 +11,24 @@
 
 #include "log.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <liburing.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
+
+#define EXT_SUPER_MAGIC 0xEF53 /* ext2, ext3 and ext4 alike */
 
 static struct io_uring ring;
 static enum { RING_UNTRIED, RING_READY, RING_OFF } ring_state = RING_UNTRIED;
 static pid_t ring_pid;
+static unsigned long flushes; /* see sync_batch_flushes */
 
 /* Gives up the ring (or never makes one): plain fsync from now on. */
 static void ring_retire(const char *why, int err)
@@ -66,9 +74,15 @@ bool sync_batch_parallel(void)
 	return ring_get();
 }
 
-void sync_batch_init(struct sync_batch *b)
+void sync_batch_init(struct sync_batch *b, bool whole_fs)
 {
 	b->n = 0;
+	b->whole_fs = whole_fs;
+}
+
+unsigned long sync_batch_flushes(void)
+{
+	return flushes;
 }
 
 void sync_batch_drop(struct sync_batch *b)
@@ -80,6 +94,10 @@ void sync_batch_drop(struct sync_batch *b)
 
 int sync_batch_add(struct sync_batch *b, int fd, const char *what, struct qerr *e)
 {
+	if (b->whole_fs && b->n > 0) {
+		close(fd); /* the syncfs of fd[0] covers it */
+		return 0;
+	}
 	if (b->n == SYNC_BATCH_MAX && sync_batch_flush(b, e) < 0) {
 		close(fd);
 		return -1;
@@ -144,11 +162,30 @@ static bool ring_sync(struct sync_batch *b, int *res)
 	return true;
 }
 
+/* One syncfs of fd's file system. */
+static int whole_fs_sync(int fd)
+{
+	flushes++;
+	return syncfs(fd);
+}
+
 int sync_batch_flush(struct sync_batch *b, struct qerr *e)
 {
 	int res[SYNC_BATCH_MAX];
 	if (b->n == 0)
 		return 0;
+	if (b->whole_fs) {
+		int rc = 0;
+		/* since Linux 5.8 syncfs reports write-back errors of the
+		 * file system that happened after fd[0] was opened */
+		if (whole_fs_sync(b->fd[0]) < 0)
+			rc = qerr_temp(e, "file store: cannot sync the file system of %s: %s",
+				       b->what[0], strerror(errno));
+		close(b->fd[0]);
+		b->n = 0;
+		return rc;
+	}
+	flushes += b->n;
 	bool done = b->n > 1 && ring_get() && ring_sync(b, res);
 	if (!done)
 		for (size_t i = 0; i < b->n; i++)
@@ -162,4 +199,70 @@ int sync_batch_flush(struct sync_batch *b, struct qerr *e)
 	}
 	b->n = 0;
 	return rc;
+}
+
+/* The kernel's name of the block device dev ("vda1", "dm-0", "loop3"),
+ * from sysfs; false if there is none to be found. */
+static bool block_dev_name(dev_t dev, char *out, size_t len)
+{
+	char path[64], buf[512];
+	snprintf(path, sizeof path, "/sys/dev/block/%u:%u/uevent", major(dev), minor(dev));
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	char *save = NULL;
+	for (char *l = strtok_r(buf, "\n", &save); l; l = strtok_r(NULL, "\n", &save))
+		if (strncmp(l, "DEVNAME=", 8) == 0 && l[8] != '\0' && strlen(l + 8) < len) {
+			snprintf(out, len, "%s", l + 8);
+			return true;
+		}
+	return false;
+}
+
+/* True if the block device named dev has a jbd2 journal running: the
+ * kernel lists one as /proc/fs/jbd2/<dev>-<journal inode>. */
+static bool has_jbd2_journal(const char *dev)
+{
+	DIR *d = opendir("/proc/fs/jbd2");
+	if (d == NULL)
+		return false;
+	size_t dl = strlen(dev);
+	bool found = false;
+	struct dirent *de;
+	while (!found && (de = readdir(d)) != NULL)
+		found = strncmp(de->d_name, dev, dl) == 0 && de->d_name[dl] == '-' &&
+			de->d_name[dl + 1] >= '0' && de->d_name[dl + 1] <= '9';
+	closedir(d);
+	return found;
+}
+
+bool sync_batch_syncfs_sound(int fd, char *why, size_t len)
+{
+	struct statfs sf;
+	struct stat st;
+	char dev[64];
+	if (fstatfs(fd, &sf) < 0 || fstat(fd, &st) < 0) {
+		snprintf(why, len, "file system unknown (%s)", strerror(errno));
+		return false;
+	}
+	if (sf.f_type != EXT_SUPER_MAGIC) {
+		snprintf(why, len, "file system type 0x%lx", (unsigned long)sf.f_type);
+		return true;
+	}
+	if (!block_dev_name(st.st_dev, dev, sizeof dev)) {
+		snprintf(why, len, "ext4 on device %u:%u, its journal not found",
+			 major(st.st_dev), minor(st.st_dev));
+		return false;
+	}
+	if (!has_jbd2_journal(dev)) {
+		snprintf(why, len, "ext4 without a journal on %s", dev);
+		return false;
+	}
+	snprintf(why, len, "ext4 with a journal on %s", dev);
+	return true;
 }

@@ -2,12 +2,22 @@
  * sync_batch.h - makes a set of files and directories durable at once.
  *
  * The file store's commit needs several fsyncs per message (the content,
- * each metadata file, each directory that got a name).  Issued one after
- * another, each waits for the disk in turn; none of them depends on
- * another, so a batch hands them to the kernel together (io_uring) and
- * waits once.  Where io_uring is not available (an old kernel, a seccomp
- * filter, kernel.io_uring_disabled) the batch falls back to fsync, one
- * after another, with the same result.
+ * each metadata file, each directory that got a name).  None of them
+ * depends on another, so a batch makes them durable together, in one of
+ * two ways:
+ *
+ *  - per file: the fsyncs are handed to the kernel together (io_uring)
+ *    and the caller waits once.  Where io_uring is not available (an old
+ *    kernel, a seccomp filter, kernel.io_uring_disabled) the batch falls
+ *    back to fsync, one after another, with the same result.
+ *  - whole file system: one syncfs(2) covers every descriptor of the
+ *    batch, however many: one journal commit (or log force) and one
+ *    cache flush, shared with whatever else committed meanwhile, which
+ *    makes it a group commit across the workers.  It also writes what
+ *    other programs left dirty on that file system, which is why the
+ *    store lets an operator choose (file_sync).  Concurrent syncfs of
+ *    the workers join the same journal commit in the kernel; making
+ *    them wait for one another in user space was measured slower.
  */
 #ifndef RQ_SYNC_BATCH_H
 #define RQ_SYNC_BATCH_H
@@ -21,25 +31,42 @@
 
 struct sync_batch {
 	size_t n;
+	bool whole_fs;       /* flushed with one syncfs of fd[0] */
 	int fd[SYNC_BATCH_MAX];
 	char what[SYNC_BATCH_MAX][96]; /* named in an error message */
 };
 
-/* Empties a batch. */
-void sync_batch_init(struct sync_batch *b);
+/* Empties a batch; whole_fs chooses one syncfs per flush over an fsync
+ * of each descriptor.  Every descriptor of a whole_fs batch must be on
+ * the same file system. */
+void sync_batch_init(struct sync_batch *b, bool whole_fs);
 
 /* Adds fd, which the batch now owns (the flush closes it), described by
  * what ("directory users/example.org/bob").  A full batch is flushed
- * first; -1 with e set if that flush failed (fd is closed then too). */
+ * first; -1 with e set if that flush failed (fd is closed then too).  A
+ * whole_fs batch keeps its first descriptor only: the syncfs covers the
+ * rest, which are closed at once. */
 int sync_batch_add(struct sync_batch *b, int fd, const char *what, struct qerr *e);
 
-/* fsyncs every descriptor of the batch and closes them; the batch is
- * empty afterwards.  -1 with e set (QERR_TEMP) if any fsync failed:
- * all of them have been waited for even then. */
+/* fsyncs every descriptor of the batch (or syncfs once, whole_fs) and
+ * closes them; the batch is empty afterwards.
+ * -1 with e set (QERR_TEMP) if any fsync failed: all of them have been
+ * waited for even then. */
 int sync_batch_flush(struct sync_batch *b, struct qerr *e);
 
 /* Closes the batch's descriptors without syncing (after a failure). */
 void sync_batch_drop(struct sync_batch *b);
+
+/* Whether one syncfs of fd's file system makes everything written
+ * before it durable, as the fsyncs of a batch would: true but on ext4
+ * without a journal, whose syncfs issues the disk's cache flush before
+ * its last metadata writes (Linux fs/sync.c), and when that cannot be
+ * found out.  why gets a few words for the log. */
+bool sync_batch_syncfs_sound(int fd, char *why, size_t len);
+
+/* Synchronous flushes this process has issued through batches: one per
+ * syncfs, one per fsync.  Tests count a commit's with it. */
+unsigned long sync_batch_flushes(void);
 
 /* False if io_uring could not be set up in this process and batches are
  * synced one descriptor after another (tests ask which path runs). */

@@ -412,9 +412,6 @@ class FileStorePowerCut(PowerCutCase):
         d = h.Daemon(self.tmp, name="check-" + tag, extra_conf={"file_root": root})
         conf = d.conf
         problems = []
-        wal = os.path.join(root, "wal")
-        self.logs_found += len([n for n in os.listdir(wal) if not n.startswith(".")]) \
-            if os.path.isdir(wal) else 0
         # The operator's tool first: whatever recovery the store does on
         # opening happens here, as it would after a reboot.
         rc, out, err = h.cli(conf, "list", "--json")
@@ -454,9 +451,10 @@ class FileStorePowerCut(PowerCutCase):
                 problems.append("cat %s: rc %d, %s" % (e["id"], rc, err.strip()))
         return problems
 
-    logs_found = 0  # write-ahead log files found in copies, before recovery
-
-    def file_run(self, kind, shim=None, compress=None):
+    def file_run(self, kind, expect_sync, shim=None, compress=None):
+        """The load, the copies and their checks for the file store on a
+        file system of this kind; expect_sync is what file_sync = auto
+        must choose there (the daemon's debug line says)."""
         img, mnt = self.inner(kind)
         root = os.path.join(mnt, "store")
         os.makedirs(root)
@@ -467,10 +465,17 @@ class FileStorePowerCut(PowerCutCase):
         if compress:
             conf["compress"] = compress
         old = preload(shim)
+        os.environ["RSPAMD_QUARANTINE_DEBUG"] = "1"
         try:
             s = self.stack(backend="file", extra_conf=conf, workers=4, paths=())
         finally:
+            del os.environ["RSPAMD_QUARANTINE_DEBUG"]
             unpreload(shim, old)
+        self.assertTrue(h._wait_for(lambda: "file_sync auto:" in s.daemon.log(), 10),
+                        "no worker said what file_sync auto chose")
+        chose = [ln for ln in s.daemon.log().splitlines() if "file_sync auto:" in ln]
+        self.assertTrue(all(ln.endswith(", " + expect_sync) for ln in chose),
+                        "%s: file_sync auto should choose %r: %r" % (kind, expect_sync, chose))
         if shim:
             self.assert_shimmed(s.daemon.worker_pids(), shim)
         load, copies = self.under_load(s.port, img, kind[:4].upper())
@@ -488,10 +493,9 @@ class FileStorePowerCut(PowerCutCase):
             finally:
                 self.close_copy(dev, cmnt, cimg)
             results.append((len(answered), probs))
-            sys.stderr.write("  %s%s copy %d: %d messages answered before it, %d problems "
-                             "(log files to replay so far: %d)\n"
+            sys.stderr.write("  %s%s copy %d: %d messages answered before it, %d problems\n"
                              % (kind, " (no fsync)" if shim else "", k, len(answered),
-                                len(probs), self.logs_found))
+                                len(probs)))
         return load, results
 
     def assert_clean(self, kind, results):
@@ -499,18 +503,19 @@ class FileStorePowerCut(PowerCutCase):
         self.assertEqual(bad, [], "%s: a power cut lost or mangled mail" % kind)
 
     def test_ext4(self):
-        self.assert_clean("ext4", self.file_run("ext4")[1])
+        self.assert_clean("ext4", self.file_run("ext4", "syncfs for several recipients")[1])
 
     def test_ext4_without_journal(self):
         self.assert_clean("ext4-nojournal",
-                          self.file_run("ext4-nojournal", compress="gzip")[1])
+                          self.file_run("ext4-nojournal", "fsync of each file",
+                                        compress="gzip")[1])
 
     def test_xfs(self):
-        self.assert_clean("xfs", self.file_run("xfs")[1])
+        self.assert_clean("xfs", self.file_run("xfs", "syncfs for several recipients")[1])
 
     def test_oracle_fails_without_fsync(self):
         shim = build_shim(tempfile.mkdtemp(prefix="rq-shim-", dir=self.tmp))
-        _, results = self.file_run("xfs", shim=shim)
+        _, results = self.file_run("xfs", "syncfs for several recipients", shim=shim)
         lost = sum(1 for _, p in results for x in p if x.startswith("lost"))
         self.assertGreater(lost, 0, "with fsync a no-op the copies lost nothing: "
                            "the suite cannot tell a durable store from one that is not "

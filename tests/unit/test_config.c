@@ -77,7 +77,7 @@ static void test_table_covers_struct(void **state)
 {
 	(void)state;
 	/* One key per field of struct config except path and the counts. */
-	assert_int_equal(config_key_count(), 48); /* 25 + counters_file + 9 of release and feedback + 13 of the digest and pages */
+	assert_int_equal(config_key_count(), 49); /* 26 + counters_file + 9 of release and feedback + 13 of the digest and pages */
 	assert_null(config_key_at(config_key_count()));
 	for (size_t i = 0; i < config_key_count(); i++) {
 		const struct config_key_info *k = config_key_at(i);

@@ -3,8 +3,10 @@
  * private temporary directory: one inode per message whatever the number
  * of recipients, byte-exact content, idempotent retries, listing,
  * status, removal, expiry, statistics, hostile recipients, size limits,
- * failures that must leave nothing half-stored, cleanup at open, and
- * compressed content (compress = gzip).
+ * failures that must leave nothing half-stored, cleanup at open,
+ * compressed content (compress = gzip), and the synchronous flushes a
+ * commit costs in each file_sync mode (the binary is linked with
+ * fsync, fdatasync and syncfs wrapped, to count the real calls).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -29,6 +31,33 @@
 #include "record.h"
 #include "store.h"
 #include "sync_batch.h"
+
+/* The store's real calls, counted (Makefile: -Wl,--wrap). */
+static unsigned long n_fsync, n_fdatasync, n_syncfs;
+int __real_fsync(int fd);
+int __real_fdatasync(int fd);
+int __real_syncfs(int fd);
+int __wrap_fsync(int fd);
+int __wrap_fdatasync(int fd);
+int __wrap_syncfs(int fd);
+
+int __wrap_fsync(int fd)
+{
+	n_fsync++;
+	return __real_fsync(fd);
+}
+
+int __wrap_fdatasync(int fd)
+{
+	n_fdatasync++;
+	return __real_fdatasync(fd);
+}
+
+int __wrap_syncfs(int fd)
+{
+	n_syncfs++;
+	return __real_syncfs(fd);
+}
 
 static const char MSG[] =
 	"From: \"Sender\" <sender@example.com>\r\n"
@@ -150,6 +179,16 @@ static void put_ok(struct store *s, const struct put_args *a, char ***ids, size_
 	int r = put(s, a, ids, nids, created, &e);
 	if (r != 0)
 		fail_msg("put failed: %s", e.msg);
+}
+
+/* The entry id exists and belongs to rcpt. */
+static void assert_rcpt(struct store *s, const char *id, const char *rcpt)
+{
+	struct qentry q;
+	struct qerr e;
+	assert_int_equal(store_get(s, id, &q, &e), 0);
+	assert_string_equal(q.rcpt, rcpt);
+	qentry_free(&q);
 }
 
 static int collect_cb(const void *p, size_t n, void *arg)
@@ -1505,11 +1544,7 @@ static void many_recipients(struct fixture *f, bool serial)
 	struct stat st;
 	char p[512], rel[64];
 	for (int i = 0; i < N; i++) {
-		struct qentry q;
-		struct qerr e;
-		assert_int_equal(store_get(f->s, ids[i], &q, &e), 0);
-		assert_string_equal(q.rcpt, rcpt[i]);
-		qentry_free(&q);
+		assert_rcpt(f->s, ids[i], rcpt[i]);
 		snprintf(rel, sizeof rel, "d%d.example/user%d", i % 7, i);
 		user_file(f, rel, ids[i], "eml", p, sizeof p);
 		assert_int_equal(stat(p, &st), 0);
@@ -1518,6 +1553,80 @@ static void many_recipients(struct fixture *f, bool serial)
 	xfree_strv(ids, nids);
 	for (int i = 0; i < N; i++)
 		free(rcpt[i]);
+}
+
+/* Reopens the fixture's store with file_sync = mode. */
+static void use_sync(struct fixture *f, const char *mode)
+{
+	struct qerr e;
+	store_close(f->s);
+	f->c.file_sync = (char *)mode;
+	assert_int_equal(store_open(&f->s, &f->c, &e), 0);
+}
+
+/* Stores one message for n recipients (new mailboxes, named by tag) and
+ * checks every entry reads back; returns how many flushes it took:
+ * syncfs calls in *fs, fsync and fdatasync in *files, and what the sync
+ * batches issued in *batch (io_uring's fsyncs are not seen by the
+ * wrappers). */
+static void flushes_of_put(struct fixture *f, const char *tag, size_t n, bool again,
+			   unsigned long *fs, unsigned long *files, unsigned long *batch)
+{
+	char *rcpt[50];
+	assert_true(n <= 50);
+	for (size_t i = 0; i < n; i++)
+		rcpt[i] = xasprintf("u%zu-%s@d%zu.example", i, tag, i % 3);
+	struct put_args a = { MSG, sizeof MSG - 1, (const char *const *)rcpt, n, tag,
+			      "sender@example.com", SYMBOLS };
+	char **ids;
+	size_t nids, created;
+	if (again) { /* the mailboxes exist: only the commit's own flushes */
+		put_ok(f->s, &a, &ids, &nids, &created);
+		xfree_strv(ids, nids);
+		a.qid = "again";
+	}
+	unsigned long s0 = n_syncfs, f0 = n_fsync + n_fdatasync, b0 = sync_batch_flushes();
+	put_ok(f->s, &a, &ids, &nids, &created);
+	*fs = n_syncfs - s0;
+	*files = n_fsync + n_fdatasync - f0;
+	*batch = sync_batch_flushes() - b0;
+	assert_int_equal(created, n);
+	for (size_t i = 0; i < n; i++) {
+		struct qerr e;
+		assert_rcpt(f->s, ids[i], rcpt[i]);
+		struct buf b = { 0 };
+		assert_int_equal(store_read_content(f->s, ids[i], collect_cb, &b, &e), 0);
+		assert_int_equal(b.len, sizeof MSG - 1);
+		assert_memory_equal(b.data, MSG, b.len);
+		buf_free(&b);
+		free(rcpt[i]);
+	}
+	xfree_strv(ids, nids);
+}
+
+/* file_sync = syncfs: two flushes per message whatever the number of
+ * recipients, new mailboxes included, and no fsync at all; fsync: the
+ * content, each metadata file and each directory (1 + 2N). */
+static void test_flushes_per_message(void **state)
+{
+	struct fixture *f = *state;
+	static const size_t ns[] = { 1, 5, 50 };
+	static const char *const modes[] = { "syncfs", "fsync" };
+	for (size_t m = 0; m < 2; m++) {
+		bool syncfs = m == 0;
+		use_sync(f, modes[m]);
+		for (size_t i = 0; i < 3; i++) {
+			char tag[16];
+			unsigned long fs, files, batch;
+			snprintf(tag, sizeof tag, "%c%zu", modes[m][0], ns[i]);
+			flushes_of_put(f, tag, ns[i], !syncfs, &fs, &files, &batch);
+			assert_int_equal(fs, syncfs ? 2 : 0);
+			assert_int_equal(batch, syncfs ? 2 : 1 + 2 * ns[i]);
+			if (syncfs)
+				assert_int_equal(files, 0);
+		}
+	}
+	f->c.file_sync = NULL;
 }
 
 static void test_many_recipients(void **state)
@@ -1535,6 +1644,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_put_three_one_inode, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_many_recipients, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_flushes_per_message, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_many_recipients_serial, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dup_rcpt_and_default_owner, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_list_filters, setup, teardown),

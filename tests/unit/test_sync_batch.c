@@ -2,7 +2,9 @@
  * test_sync_batch.c - the sync batch, with io_uring and without: every
  * descriptor synced and closed, a failing one named in the error while
  * the others are still waited for and closed, batches larger than one
- * flush, and a child after fork using a ring of its own.
+ * flush, a child after fork using a ring of its own; the whole-file-
+ * system batch (one syncfs for any number of descriptors), and which
+ * file systems syncfs is trusted on.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -71,7 +74,7 @@ static void sync_files_and_dir(struct fixture *f, bool serial)
 	struct sync_batch b;
 	struct qerr e = { 0 };
 	int fds[4];
-	sync_batch_init(&b);
+	sync_batch_init(&b, false);
 	for (int i = 0; i < 3; i++) {
 		fds[i] = new_file(f->dir, i);
 		assert_int_equal(sync_batch_add(&b, fds[i], "a file", &e), 0);
@@ -108,7 +111,7 @@ static void failing_member(struct fixture *f, bool serial)
 	int p[2];
 	assert_int_equal(pipe(p), 0);
 	close(p[1]);
-	sync_batch_init(&b);
+	sync_batch_init(&b, false);
 	int a = new_file(f->dir, 1), c = new_file(f->dir, 2);
 	assert_int_equal(sync_batch_add(&b, a, "file one", &e), 0);
 	assert_int_equal(sync_batch_add(&b, p[0], "the pipe", &e), 0);
@@ -142,7 +145,7 @@ static void test_overflow(void **state)
 	struct qerr e = { 0 };
 	int n = SYNC_BATCH_MAX * 2 + 5;
 	int *fds = xcalloc((size_t)n, sizeof *fds);
-	sync_batch_init(&b);
+	sync_batch_init(&b, false);
 	for (int i = 0; i < n; i++) {
 		fds[i] = new_file(f->dir, i);
 		assert_int_equal(sync_batch_add(&b, fds[i], "a file", &e), 0);
@@ -163,7 +166,7 @@ static void test_drop(void **state)
 	struct fixture *f = *state;
 	struct sync_batch b;
 	struct qerr e = { 0 };
-	sync_batch_init(&b);
+	sync_batch_init(&b, false);
 	int a = new_file(f->dir, 1);
 	assert_int_equal(sync_batch_add(&b, a, "a file", &e), 0);
 	sync_batch_drop(&b);
@@ -182,7 +185,7 @@ static void test_fork(void **state)
 	pid_t pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
-		sync_batch_init(&b);
+		sync_batch_init(&b, false);
 		int ok = sync_batch_add(&b, new_file(f->dir, 10), "x", &e) == 0 &&
 			 sync_batch_add(&b, new_file(f->dir, 11), "y", &e) == 0 &&
 			 sync_batch_flush(&b, &e) == 0 && sync_batch_parallel();
@@ -192,10 +195,70 @@ static void test_fork(void **state)
 	assert_int_equal(waitpid(pid, &st, 0), pid);
 	assert_true(WIFEXITED(st));
 	assert_int_equal(WEXITSTATUS(st), 0);
-	sync_batch_init(&b);
+	sync_batch_init(&b, false);
 	assert_int_equal(sync_batch_add(&b, new_file(f->dir, 12), "x", &e), 0);
 	assert_int_equal(sync_batch_add(&b, new_file(f->dir, 13), "y", &e), 0);
 	assert_int_equal(sync_batch_flush(&b, &e), 0);
+}
+
+/* A whole-file-system batch: any number of descriptors, one flush, all
+ * closed (the extra ones at once); an empty batch flushes nothing. */
+static void test_whole_fs(void **state)
+{
+	struct fixture *f = *state;
+	struct qerr e = { 0 };
+	struct sync_batch b;
+	int fds[SYNC_BATCH_MAX + 6];
+	int n = (int)(sizeof fds / sizeof fds[0]);
+	sync_batch_init(&b, true);
+	unsigned long before = sync_batch_flushes();
+	assert_int_equal(sync_batch_flush(&b, &e), 0);
+	assert_int_equal(sync_batch_flushes(), before);
+	for (int i = 0; i < n; i++) {
+		fds[i] = new_file(f->dir, i);
+		assert_int_equal(sync_batch_add(&b, fds[i], "a file", &e), 0);
+		assert_int_equal(fd_open(fds[i]), i == 0); /* a later one is closed at once */
+	}
+	assert_int_equal(sync_batch_flushes(), before); /* no flush on the way */
+	assert_int_equal(sync_batch_flush(&b, &e), 0);
+	assert_int_equal(sync_batch_flushes(), before + 1);
+	assert_false(fd_open(fds[0]));
+	assert_int_equal(b.n, 0);
+}
+
+/* syncfs is trusted on file systems other than ext4, and on ext4 only
+ * where the kernel runs a journal for its device; the reason names what
+ * was found. */
+static void test_syncfs_sound(void **state)
+{
+	struct fixture *f = *state;
+	char why[128];
+	int fd = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_true(sync_batch_syncfs_sound(fd, why, sizeof why));
+	assert_non_null(strstr(why, "file system type 0x9fa0")); /* procfs */
+	close(fd);
+	fd = open(f->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	struct statfs sf;
+	assert_int_equal(fstatfs(fd, &sf), 0);
+	bool sound = sync_batch_syncfs_sound(fd, why, sizeof why);
+	if (sf.f_type == 0xEF53) {
+		/* the answer must match the kernel's own list of journals */
+		bool journal = strstr(why, "ext4 with a journal on ") == why;
+		assert_int_equal(sound, journal);
+		if (journal) {
+			char path[160];
+			snprintf(path, sizeof path, "/proc/fs/jbd2/%s-8", why + 23);
+			struct stat st;
+			assert_int_equal(stat(path, &st), 0);
+		} else {
+			assert_true(strstr(why, "without a journal") || strstr(why, "not found"));
+		}
+	} else {
+		assert_true(sound);
+	}
+	close(fd);
 }
 
 int main(void)
@@ -208,6 +271,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_overflow, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_drop, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fork, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_whole_fs, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_syncfs_sound, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
