@@ -4,8 +4,10 @@
  * (never from a command line) and sent in the controller's Password
  * header.  Rspamd's answers mean different things and are classed so:
  * 200 learned; "already learned" (404, or 208 in newer releases, with
- * that text) is success; 204 is "too few tokens", not learned; 401/403 a
- * wrong password; anything else, or no answer, a failure with its reason.
+ * that text) is success; 204 is Rspamd declining to learn it (too few
+ * or too many tokens, or its learn condition said no, e.g. the message
+ * is classified in that class already), not learned; 401/403 a wrong
+ * password; anything else, or no answer, a failure with its reason.
  */
 #include "learn.h"
 
@@ -52,7 +54,7 @@ enum learn_status learn_classify(long code, const char *body)
 	if (code == 200)
 		return LEARN_LEARNED;
 	if (code == 204)
-		return LEARN_TOO_FEW;
+		return LEARN_DECLINED;
 	if (code == 401 || code == 403)
 		return LEARN_AUTH;
 	if (code == 0)
@@ -173,8 +175,8 @@ enum learn_status learn_post(const struct config *cfg, enum learn_kind kind, con
 		char said[300];
 		answer_text(&body, said, sizeof said);
 		st = learn_classify(code, body.data);
-		if (st == LEARN_TOO_FEW && said[0] == '\0')
-			snprintf(said, sizeof said, "too few tokens, not learned");
+		if (st == LEARN_DECLINED && said[0] == '\0')
+			snprintf(said, sizeof said, "declined, not learned");
 		snprintf(text, size, "%s: HTTP %ld%s%s", endpoints[kind], code,
 			 said[0] ? ": " : "", said);
 	}

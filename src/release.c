@@ -184,7 +184,7 @@ static const char *learn_outcome(enum learn_status st)
 		return "ok";
 	case LEARN_ALREADY:
 		return "already";
-	case LEARN_TOO_FEW:
+	case LEARN_DECLINED:
 		return "not_learned";
 	default:
 		return "failed";
@@ -397,7 +397,7 @@ const char *learn_status_name(enum learn_status st)
 	case LEARN_OFF: return "off";
 	case LEARN_LEARNED: return "learned";
 	case LEARN_ALREADY: return "already-learned";
-	case LEARN_TOO_FEW: return "too-few-tokens";
+	case LEARN_DECLINED: return "declined";
 	case LEARN_AUTH: return "auth";
 	case LEARN_SERVER: return "server";
 	case LEARN_UNREACHABLE: return "unreachable";

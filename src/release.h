@@ -43,7 +43,7 @@ enum learn_status {
 	LEARN_OFF = 0,        /* not configured (no rspamd_controller), nothing asked */
 	LEARN_LEARNED,        /* 200: learned */
 	LEARN_ALREADY,        /* "already learned" (404 or 208 with that text): success */
-	LEARN_TOO_FEW,        /* 204: too few tokens, NOT learned */
+	LEARN_DECLINED,       /* 204: Rspamd would not learn it, NOT learned */
 	LEARN_AUTH,           /* 401/403: wrong or missing password */
 	LEARN_SERVER,         /* another status (5xx ...): the controller's text says why */
 	LEARN_UNREACHABLE,    /* no connection, timeout, or the password file unreadable */
@@ -108,7 +108,7 @@ enum release_status release_learn_spam(struct store *s, const struct config *cfg
 bool learn_ok(enum learn_status st);
 
 /* Short fixed names for logs and JSON: "ok", "rejected", "tempfail" ...;
- * "learned", "already-learned", "too-few-tokens", "auth", ... */
+ * "learned", "already-learned", "declined", "auth", ... */
 const char *release_status_name(enum release_status st);
 
 /* The outcome label of a release or a send for /metrics' counters (a

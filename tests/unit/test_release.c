@@ -31,7 +31,7 @@ static void test_learn_classes(void **state)
 	/* A 404 without that text is an error, not a success. */
 	assert_int_equal(learn_classify(404, "{\"error\":\"not found\"}"), LEARN_SERVER);
 	assert_int_equal(learn_classify(404, NULL), LEARN_SERVER);
-	assert_int_equal(learn_classify(204, NULL), LEARN_TOO_FEW);
+	assert_int_equal(learn_classify(204, NULL), LEARN_DECLINED);
 	assert_int_equal(learn_classify(401, "{\"error\":\"Unauthorized\"}"), LEARN_AUTH);
 	assert_int_equal(learn_classify(403, ""), LEARN_AUTH);
 	assert_int_equal(learn_classify(500, "{\"error\":\"redis\"}"), LEARN_SERVER);
@@ -40,12 +40,12 @@ static void test_learn_classes(void **state)
 	assert_true(learn_ok(LEARN_OFF));
 	assert_true(learn_ok(LEARN_LEARNED));
 	assert_true(learn_ok(LEARN_ALREADY));
-	assert_false(learn_ok(LEARN_TOO_FEW));
+	assert_false(learn_ok(LEARN_DECLINED));
 	assert_false(learn_ok(LEARN_AUTH));
 	assert_false(learn_ok(LEARN_SERVER));
 	assert_false(learn_ok(LEARN_UNREACHABLE));
 	assert_string_equal(learn_status_name(LEARN_ALREADY), "already-learned");
-	assert_string_equal(learn_status_name(LEARN_TOO_FEW), "too-few-tokens");
+	assert_string_equal(learn_status_name(LEARN_DECLINED), "declined");
 	assert_string_equal(release_status_name(RELEASE_TEMPFAIL), "tempfail");
 	assert_string_equal(release_status_name(RELEASE_REJECTED), "rejected");
 }
