@@ -41,16 +41,23 @@ static const char digest_usage[] =
 	"the run to one recipient; --print-template prints a built-in template,\n"
 	"to start an own one from.\n";
 
-/* One announced candidate: the row and its recipient. */
+/* One announced candidate: what sorting and the marks need, no more.
+ * A run may have a candidate for every entry of the store, so the rows
+ * a digest shows (sender, subject...) are read again for the few it
+ * shows; the recipient's string is shared by its consecutive entries
+ * (the stores list a recipient's entries together). */
 struct cand {
-	char *rcpt;
-	struct digest_row row;
+	const char *rcpt;   /* owned by struct gather's rcpts */
+	char id[ENTRY_ID_LEN + 1];
+	int64_t received;
 };
 
 struct gather {
 	const struct config *cfg;
 	struct cand *v;
 	size_t n, cap;
+	char **rcpts;     /* each distinct run of a recipient's string, once */
+	size_t nrcpts, rcap;
 };
 
 static int gather_cb(const struct qentry *q, void *arg)
@@ -62,9 +69,17 @@ static int gather_cb(const struct qentry *q, void *arg)
 		g->cap = g->cap ? 2 * g->cap : 1024;
 		g->v = xrealloc(g->v, g->cap * sizeof *g->v);
 	}
+	if (g->nrcpts == 0 || strcmp(g->rcpts[g->nrcpts - 1], q->rcpt) != 0) {
+		if (g->nrcpts == g->rcap) {
+			g->rcap = g->rcap ? 2 * g->rcap : 64;
+			g->rcpts = xrealloc(g->rcpts, g->rcap * sizeof *g->rcpts);
+		}
+		g->rcpts[g->nrcpts++] = xstrdup(q->rcpt);
+	}
 	struct cand *c = &g->v[g->n++];
-	c->rcpt = xstrdup(q->rcpt);
-	digest_row_from_entry(&c->row, q);
+	c->rcpt = g->rcpts[g->nrcpts - 1];
+	memcpy(c->id, q->id, sizeof c->id);
+	c->received = q->meta.received_at;
 	return 0;
 }
 
@@ -75,9 +90,9 @@ static int by_rcpt_newest(const void *a, const void *b)
 	int r = strcasecmp(x->rcpt, y->rcpt);
 	if (r)
 		return r;
-	if (x->row.received != y->row.received)
-		return x->row.received > y->row.received ? -1 : 1;
-	return strcmp(x->row.id, y->row.id);
+	if (x->received != y->received)
+		return x->received > y->received ? -1 : 1;
+	return strcmp(x->id, y->id);
 }
 
 static volatile sig_atomic_t stop_asked;
@@ -139,17 +154,39 @@ static int send_one(struct cli *c, struct store *s, const char *rcpt, char **ids
 	return CLI_FAIL;
 }
 
-/* One recipient's candidates v[0..n): keeps those not announced, builds
- * the digest, prints or sends it. */
+/* Reads the rows a digest shows, ids[0..n) (newest first), into rows;
+ * an entry gone meanwhile (deleted, expired) is left out.  Returns how
+ * many rows were read, or -1 if the store failed. */
+static ssize_t read_rows(struct store *s, char *const *ids, size_t n, struct digest_row *rows,
+			 struct qerr *e)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct qentry q;
+		if (store_get(s, ids[i], &q, e) < 0) {
+			if (e->cls == QERR_NOTFOUND)
+				continue;
+			return -1;
+		}
+		digest_row_from_entry(&rows[k++], &q);
+		qentry_free(&q);
+	}
+	return (ssize_t)k;
+}
+
+/* One recipient's candidates v[0..n): keeps those not announced, reads
+ * the rows it shows, builds the digest, prints or sends it. */
 static int one_recipient(struct cli *c, struct store *s, const struct digest_ctx *d,
 			 struct cand *v, size_t n, bool dry_run, struct totals *t)
 {
 	const char *rcpt = v[0].rcpt;
 	char **ids = xcalloc(n, sizeof *ids);
 	int64_t *when = xcalloc(n, sizeof *when);
-	struct digest_row *rows = xcalloc(n, sizeof *rows);
+	size_t max = (size_t)c->cfg.digest_rows;
+	struct digest_row *rows = xcalloc(max ? max : 1, sizeof *rows);
+	ssize_t nrows = 0;
 	for (size_t i = 0; i < n; i++)
-		ids[i] = v[i].row.id;
+		ids[i] = v[i].id;
 	struct qerr e;
 	qerr_clear(&e);
 	int rc = CLI_OK;
@@ -161,15 +198,21 @@ static int one_recipient(struct cli *c, struct store *s, const struct digest_ctx
 	}
 	size_t k = 0;
 	for (size_t i = 0; i < n; i++)
-		if (when[i] == 0) {
-			ids[k] = v[i].row.id;
-			rows[k++] = v[i].row;
-		}
+		if (when[i] == 0)
+			ids[k++] = v[i].id;
 	if (k == 0)
 		goto out;
+	nrows = read_rows(s, ids, k < max ? k : max, rows, &e);
+	if (nrows < 0) {
+		cli_error("digest: %s: cannot read the entries: %s", rcpt, e.msg);
+		t->failed++;
+		rc = CLI_FAIL;
+		goto out;
+	}
 	char *msg = NULL, *text = NULL;
 	size_t len = 0;
-	if (digest_build(d, rcpt, rows, k, &msg, &len, dry_run ? &text : NULL, &e) < 0) {
+	if (digest_build(d, rcpt, rows, (size_t)nrows, k, &msg, &len, dry_run ? &text : NULL,
+			 &e) < 0) {
 		cli_error("digest: %s: %s", rcpt, e.msg);
 		t->failed++;
 		rc = CLI_FAIL;
@@ -185,6 +228,8 @@ static int one_recipient(struct cli *c, struct store *s, const struct digest_ctx
 	free(msg);
 	free(text);
 out:
+	for (ssize_t i = 0; i < nrows; i++)
+		digest_row_free(&rows[i]);
 	free(rows);
 	free(when);
 	free(ids);
@@ -277,7 +322,7 @@ int cmd_digest(struct cli *c, int argc, char **argv)
 	memset(&f, 0, sizeof f);
 	f.status = ENTRY_QUARANTINED;
 	f.rcpt = only;
-	struct gather g = { cfg, NULL, 0, 0 };
+	struct gather g = { cfg, NULL, 0, 0, NULL, 0, 0 };
 	if (store_list(s, &f, gather_cb, &g, &e) < 0) {
 		cli_error("digest: cannot list the entries: %s", e.msg);
 		rc = CLI_FAIL;
@@ -320,10 +365,9 @@ int cmd_digest(struct cli *c, int argc, char **argv)
 	if (stop_asked && rc == 0)
 		rc = CLI_FAIL;
 out:
-	for (size_t i = 0; i < g.n; i++) {
-		free(g.v[i].rcpt);
-		digest_row_free(&g.v[i].row);
-	}
+	for (size_t i = 0; i < g.nrcpts; i++)
+		free(g.rcpts[i]);
+	free(g.rcpts);
 	free(g.v);
 	digest_ctx_free(&d);
 	if (lockfd >= 0)

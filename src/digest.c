@@ -388,14 +388,17 @@ static char *make_message(const struct digest_ctx *d, const char *rcpt, const ch
 }
 
 int digest_build(const struct digest_ctx *d, const char *rcpt, struct digest_row *rows,
-		 size_t nrows, char **msg, size_t *len, char **text, struct qerr *e)
+		 size_t nrows, size_t total, char **msg, size_t *len, char **text,
+		 struct qerr *e)
 {
 	const struct config *c = d->cfg;
 	size_t shown = nrows < (size_t)c->digest_rows ? nrows : (size_t)c->digest_rows;
+	if (total < shown)
+		total = shown;
 	char count[24], nshown[24], more[24], expires[32];
-	snprintf(count, sizeof count, "%zu", nrows);
+	snprintf(count, sizeof count, "%zu", total);
 	snprintf(nshown, sizeof nshown, "%zu", shown);
-	snprintf(more, sizeof more, "%zu", nrows - shown);
+	snprintf(more, sizeof more, "%zu", total - shown);
 	format_time(d->expires, expires);
 	char *list_url = digest_list_url(c, d->keys, rcpt, d->expires);
 	struct tpl_var vars[NVARS] = {

@@ -65,11 +65,13 @@ char *digest_entry_url(const struct config *c, const struct token_keys *k, const
 /* Appends s percent-encoded for a URL's query (all but unreserved). */
 void url_encode(struct buf *b, const char *s);
 
-/* The digest mail for rcpt listing rows (newest first; the first
- * digest_rows of them are shown, the rest counted): a complete RFC 5322
- * message, multipart/alternative, in *msg (allocated, *len bytes); its
- * text part also in *text when text is not NULL (for --dry-run). */
+/* The digest mail for rcpt announcing total entries: rows holds the
+ * newest of them, newest first, nrows <= total (the first digest_rows
+ * are shown, the rest counted): a complete RFC 5322 message,
+ * multipart/alternative, in *msg (allocated, *len bytes); its text part
+ * also in *text when text is not NULL (for --dry-run). */
 int digest_build(const struct digest_ctx *d, const char *rcpt, struct digest_row *rows,
-		 size_t nrows, char **msg, size_t *len, char **text, struct qerr *e);
+		 size_t nrows, size_t total, char **msg, size_t *len, char **text,
+		 struct qerr *e);
 
 #endif
