@@ -78,6 +78,10 @@ struct fixture {
 	struct store *s;
 };
 
+/* The file_sync of the fixtures setup makes (NULL: auto); main runs the
+ * commit's tests once more with "syncfs". */
+static const char *fixture_sync;
+
 static int setup(void **state)
 {
 	struct fixture *f = xcalloc(1, sizeof *f);
@@ -91,6 +95,7 @@ static int setup(void **state)
 	f->c.max_recipients = 1000;
 	f->c.policy_prefix = (char *)"POLICY_";
 	f->c.default_owner = (char *)"postmaster";
+	f->c.file_sync = (char *)fixture_sync;
 	struct qerr e;
 	if (store_open(&f->s, &f->c, &e) < 0) {
 		fprintf(stderr, "store_open: %s\n", e.msg);
@@ -1667,5 +1672,22 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_unknown_backend, setup, teardown),
 		cmocka_unit_test(test_entry_id),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	/* The commit's tests again with every phase ending in one syncfs
+	 * (the temporary directory's file system may make auto choose
+	 * fsync): what is stored, failures, retries, repairs, gzip. */
+	const struct CMUnitTest syncfs_tests[] = {
+		cmocka_unit_test_setup_teardown(test_put_three_one_inode, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_many_recipients, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dup_rcpt_and_default_owner, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hostile_recipients, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_failure_leaves_nothing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_retry_after_crash, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_json_without_content, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lost_id_link, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_gzip_round_trip_shared, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_gzip_mixed_and_damaged, setup, teardown),
+	};
+	int failed = cmocka_run_group_tests_name("file_sync auto", tests, NULL, NULL);
+	fixture_sync = "syncfs";
+	return failed + cmocka_run_group_tests_name("file_sync syncfs", syncfs_tests, NULL, NULL);
 }
