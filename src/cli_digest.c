@@ -322,6 +322,7 @@ int cmd_digest(struct cli *c, int argc, char **argv)
 	memset(&f, 0, sizeof f);
 	f.status = ENTRY_QUARANTINED;
 	f.rcpt = only;
+	f.any_order = true; /* sorted here: the store need not hold them all */
 	struct gather g = { cfg, NULL, 0, 0, NULL, 0, 0 };
 	if (store_list(s, &f, gather_cb, &g, &e) < 0) {
 		cli_error("digest: cannot list the entries: %s", e.msg);

@@ -31,6 +31,8 @@ struct store_filter {
 	int64_t until;   /* received_at < until, 0 = no bound */
 	int status;      /* enum entry_status, or -1 for any but deleted */
 	size_t limit;    /* 0 = no limit */
+	bool any_order;  /* the caller sorts: entries may come in any order, and
+			  * a store that would buffer them to sort need not */
 };
 
 struct store_stats {

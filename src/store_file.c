@@ -1402,7 +1402,8 @@ static int file_list(void *state, const struct store_filter *f, store_entry_cb c
 	if (r == 0 && g.cv.n > 1)
 		qsort(g.cv.v, g.cv.n, sizeof *g.cv.v, cand_newest_first);
 	size_t limit = f && f->limit ? f->limit : SIZE_MAX;
-	for (size_t i = 0; r == 0 && i < g.cv.n && ev.n < limit; i++) {
+	size_t passed = 0; /* entries handed on unbuffered (any_order) */
+	for (size_t i = 0; r == 0 && i < g.cv.n && ev.n + passed < limit; i++) {
 		const struct cand *c = &g.cv.v[i];
 		if (f && f->until && c->at >= f->until)
 			continue;
@@ -1436,9 +1437,19 @@ static int file_list(void *state, const struct store_filter *f, store_entry_cb c
 			log_msg(LOG_WARNING, "%s (users/%s)", le.msg, g.dirs[c->dir]);
 			continue;
 		}
-		if (matches(f, &q))
+		if (!matches(f, &q)) {
+			qentry_free(&q);
+		} else if (f && f->any_order) {
+			/* in mtime order, unbuffered: the caller sorts */
+			int stop = cb(&q, arg);
+			qentry_free(&q);
+			passed++;
+			if (stop != 0)
+				break;
+		} else {
 			vec_push(&ev, &q);
-		qentry_free(&q);
+			qentry_free(&q);
+		}
 	}
 	if (ufd >= 0)
 		close(ufd);

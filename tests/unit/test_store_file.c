@@ -396,6 +396,21 @@ static void test_list_filters(void **state)
 	flt.limit = 2;
 	assert_int_equal(list_n(f->s, &flt, &l), 2);
 	assert_string_equal(l.ids[0], last);
+	/* any_order: the same entries, handed on unbuffered; limit holds */
+	struct listed u;
+	flt = all_filter();
+	assert_int_equal(list_n(f->s, &flt, &l), 4);
+	flt.any_order = true;
+	assert_int_equal(list_n(f->s, &flt, &u), 4);
+	for (size_t i = 0; i < 4; i++) {
+		size_t k = 0;
+		while (k < 4 && strcmp(u.ids[k], l.ids[i]) != 0)
+			k++;
+		assert_true(k < 4);
+		assert_int_equal(u.at[k], l.at[i]);
+	}
+	flt.limit = 3;
+	assert_int_equal(list_n(f->s, &flt, &u), 3);
 	flt = all_filter();
 	flt.rcpt = "A@example.org";
 	assert_int_equal(list_n(f->s, &flt, &l), 3);
