@@ -155,10 +155,19 @@ class Browser:
     def console(self):
         return [e["message"] for e in self._log("browser")]
 
+    # Chromium loads its own pages' resources (chrome://resources/...,
+    # for an internal page it shows now and then) through the same log;
+    # they never leave the browser and are not the pages' requests.
+    INTERNAL = ("chrome://", "chrome-untrusted://", "devtools://", "about:")
+
     def requests(self):
+        """Every URL the pages asked for since the last call, the
+        browser's own internal resources left out."""
         urls = []
         for e in self._log("performance"):
             m = json.loads(e["message"])["message"]
             if m.get("method") == "Network.requestWillBeSent":
-                urls.append(m["params"]["request"]["url"])
+                url = m["params"]["request"]["url"]
+                if not url.startswith(self.INTERNAL):
+                    urls.append(url)
         return urls
