@@ -34,6 +34,7 @@
 #include "config.h"
 #include "log.h"
 #include "metrics.h"
+#include "sync_batch.h"
 #include "worker.h"
 
 #define PROG "rspamd-quarantined"
@@ -133,6 +134,25 @@ static int resolve_ids(const struct config *c, struct ids *out, struct qerr *e)
 		out->sgid = gr->gr_gid;
 	}
 	return 0;
+}
+
+/* Says once, at start, when the file store lives on ext4 without a
+ * journal: every commit there syncs the whole file system and flushes
+ * (store_file.c, choose_sync), and a directory changes in several block
+ * writes that a power cut can leave half done. */
+static void warn_unsafe_store(const struct config *c)
+{
+	if (strcmp(c->backend, "file") != 0)
+		return;
+	int fd = open(c->file_root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	char why[128];
+	if (!sync_batch_syncfs_sound(fd, why, sizeof why) && strstr(why, "without a journal"))
+		log_msg(LOG_WARNING, "file store: %s: %s: commits sync the whole file system "
+				     "there; give it a journal (tune2fs -O has_journal)",
+			c->file_root, why);
+	close(fd);
 }
 
 /* Everything -t checks: the file, the cross-key rules, the names. */
@@ -732,6 +752,7 @@ int main(int argc, char **argv)
 		spawn(i);
 	log_info("started: version %s, listen %s, %ld workers, backend %s, uid %ld, config %s",
 		 RQ_VERSION, cfg.listen, cfg.workers, cfg.backend, (long)getuid(), cfg.path);
+	warn_unsafe_store(&cfg);
 
 	master_loop();
 	shutdown_workers();

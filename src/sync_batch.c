@@ -78,6 +78,7 @@ void sync_batch_init(struct sync_batch *b, bool whole_fs)
 {
 	b->n = 0;
 	b->whole_fs = whole_fs;
+	b->flush_after = false;
 }
 
 unsigned long sync_batch_flushes(void)
@@ -181,6 +182,9 @@ int sync_batch_flush(struct sync_batch *b, struct qerr *e)
 		if (whole_fs_sync(b->fd[0]) < 0)
 			rc = qerr_temp(e, "file store: cannot sync the file system of %s: %s",
 				       b->what[0], strerror(errno));
+		if (rc == 0 && b->flush_after && (flushes++, fsync(b->fd[0])) < 0)
+			rc = qerr_temp(e, "file store: cannot sync %s: %s", b->what[0],
+				       strerror(errno));
 		close(b->fd[0]);
 		b->n = 0;
 		return rc;

@@ -32,6 +32,8 @@
 struct sync_batch {
 	size_t n;
 	bool whole_fs;       /* flushed with one syncfs of fd[0] */
+	bool flush_after;    /* whole_fs: then an fsync of fd[0], for the disk's
+			      * cache (ext4 without a journal, see store_file.c) */
 	int fd[SYNC_BATCH_MAX];
 	char what[SYNC_BATCH_MAX][96]; /* named in an error message */
 };
@@ -58,10 +60,10 @@ int sync_batch_flush(struct sync_batch *b, struct qerr *e);
 void sync_batch_drop(struct sync_batch *b);
 
 /* Whether one syncfs of fd's file system makes everything written
- * before it durable, as the fsyncs of a batch would: true but on ext4
- * without a journal, whose syncfs issues the disk's cache flush before
- * its last metadata writes (Linux fs/sync.c), and when that cannot be
- * found out.  why gets a few words for the log. */
+ * before it durable: true but on ext4 without a journal, whose syncfs
+ * issues the disk's cache flush before its last metadata writes (Linux
+ * fs/sync.c), and when that cannot be found out.  why gets a few words
+ * for the log ("ext4 without a journal on vda" in that case). */
 bool sync_batch_syncfs_sound(int fd, char *why, size_t len);
 
 /* Synchronous flushes this process has issued through batches: one per
