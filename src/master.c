@@ -148,7 +148,7 @@ static void warn_unsafe_store(const struct config *c)
 	if (fd < 0)
 		return;
 	char why[128];
-	if (!sync_batch_syncfs_sound(fd, why, sizeof why) && strstr(why, "without a journal"))
+	if (sync_batch_fs_kind(fd, why, sizeof why) == SYNC_FS_NO_JOURNAL)
 		log_msg(LOG_WARNING, "file store: %s: %s: commits sync the whole file system "
 				     "there; give it a journal (tune2fs -O has_journal)",
 			c->file_root, why);

@@ -552,12 +552,18 @@ static int choose_sync(const struct fstore *fs, const char *mode)
 		return SYNC_FSYNC;
 	if (mode != NULL && strcmp(mode, "syncfs") == 0)
 		return SYNC_SYNCFS;
-	bool sound = sync_batch_syncfs_sound(fs->rootfd, why, sizeof why);
-	bool nojournal = !sound && strstr(why, "without a journal") != NULL;
-	log_msg(LOG_DEBUG, "file store: file_sync auto: %s, %s", why,
-		sound ? "syncfs for several recipients"
-		: nojournal ? "syncfs and a flush" : "fsync of each file");
-	return sound ? SYNC_MIXED : nojournal ? SYNC_SYNCFS_FLUSH : SYNC_FSYNC;
+	switch (sync_batch_fs_kind(fs->rootfd, why, sizeof why)) {
+	case SYNC_FS_SOUND:
+		log_msg(LOG_DEBUG, "file store: file_sync auto: %s, syncfs for several recipients",
+			why);
+		return SYNC_MIXED;
+	case SYNC_FS_NO_JOURNAL:
+		log_msg(LOG_DEBUG, "file store: file_sync auto: %s, syncfs and a flush", why);
+		return SYNC_SYNCFS_FLUSH;
+	default:
+		log_msg(LOG_DEBUG, "file store: file_sync auto: %s, fsync of each file", why);
+		return SYNC_FSYNC;
+	}
 }
 
 static void file_close(void *state)

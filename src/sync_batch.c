@@ -182,9 +182,12 @@ int sync_batch_flush(struct sync_batch *b, struct qerr *e)
 		if (whole_fs_sync(b->fd[0]) < 0)
 			rc = qerr_temp(e, "file store: cannot sync the file system of %s: %s",
 				       b->what[0], strerror(errno));
-		if (rc == 0 && b->flush_after && (flushes++, fsync(b->fd[0])) < 0)
-			rc = qerr_temp(e, "file store: cannot sync %s: %s", b->what[0],
-				       strerror(errno));
+		if (rc == 0 && b->flush_after) {
+			flushes++;
+			if (fsync(b->fd[0]) < 0)
+				rc = qerr_temp(e, "file store: cannot sync %s: %s", b->what[0],
+					       strerror(errno));
+		}
 		close(b->fd[0]);
 		b->n = 0;
 		return rc;
@@ -245,28 +248,28 @@ static bool has_jbd2_journal(const char *dev)
 	return found;
 }
 
-bool sync_batch_syncfs_sound(int fd, char *why, size_t len)
+enum sync_fs_kind sync_batch_fs_kind(int fd, char *why, size_t len)
 {
 	struct statfs sf;
 	struct stat st;
 	char dev[64];
 	if (fstatfs(fd, &sf) < 0 || fstat(fd, &st) < 0) {
 		snprintf(why, len, "file system unknown (%s)", strerror(errno));
-		return false;
+		return SYNC_FS_UNKNOWN;
 	}
 	if (sf.f_type != EXT_SUPER_MAGIC) {
 		snprintf(why, len, "file system type 0x%lx", (unsigned long)sf.f_type);
-		return true;
+		return SYNC_FS_SOUND;
 	}
 	if (!block_dev_name(st.st_dev, dev, sizeof dev)) {
 		snprintf(why, len, "ext4 on device %u:%u, its journal not found",
 			 major(st.st_dev), minor(st.st_dev));
-		return false;
+		return SYNC_FS_UNKNOWN;
 	}
 	if (!has_jbd2_journal(dev)) {
 		snprintf(why, len, "ext4 without a journal on %s", dev);
-		return false;
+		return SYNC_FS_NO_JOURNAL;
 	}
 	snprintf(why, len, "ext4 with a journal on %s", dev);
-	return true;
+	return SYNC_FS_SOUND;
 }

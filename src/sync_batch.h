@@ -59,12 +59,18 @@ int sync_batch_flush(struct sync_batch *b, struct qerr *e);
 /* Closes the batch's descriptors without syncing (after a failure). */
 void sync_batch_drop(struct sync_batch *b);
 
-/* Whether one syncfs of fd's file system makes everything written
- * before it durable: true but on ext4 without a journal, whose syncfs
- * issues the disk's cache flush before its last metadata writes (Linux
- * fs/sync.c), and when that cannot be found out.  why gets a few words
- * for the log ("ext4 without a journal on vda" in that case). */
-bool sync_batch_syncfs_sound(int fd, char *why, size_t len);
+/* What a syncfs of fd's file system can be trusted with. */
+enum sync_fs_kind {
+	SYNC_FS_SOUND,       /* it makes everything written before it durable */
+	SYNC_FS_NO_JOURNAL,  /* ext4 without a journal: its syncfs issues the disk's
+			      * cache flush before its last metadata writes
+			      * (Linux fs/sync.c) */
+	SYNC_FS_UNKNOWN,     /* ext4 whose journal could not be looked up */
+};
+
+/* Which kind fd's file system is; why gets a few words for the log
+ * ("ext4 without a journal on vda"). */
+enum sync_fs_kind sync_batch_fs_kind(int fd, char *why, size_t len);
 
 /* Synchronous flushes this process has issued through batches: one per
  * syncfs, one per fsync.  Tests count a commit's with it. */
