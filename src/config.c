@@ -107,7 +107,7 @@ static const struct key_row rows[] = {
 	      "Compression of stored messages in the file store: none or gzip."),
 	  .values = compress_values },
 	{ ROW(file_sync, K_ENUM, "enum", "auto",
-	      "How the file store makes a message durable: syncfs (its file system synced twice per message, whatever the number of recipients), fsync (each file and directory, 1 + 2N for N recipients) or auto (fsync for one recipient, syncfs for more; on ext4 without a journal syncfs then fsync; see the man page)."),
+	      "How the file store makes a message durable: syncfs (its file system synced twice per message, whatever the number of recipients), fsync (each file and directory, 2 + N for N recipients) or auto (fsync for one recipient, syncfs for more; on ext4 without a journal syncfs then fsync; see the man page)."),
 	  .values = file_sync_values },
 	{ ROW(pgsql_conninfo, K_STRING, "string", "",
 	      "PostgreSQL connection string for the pgsql backend, e.g. \"dbname=quarantine user=quarantine\"."), },

@@ -353,44 +353,69 @@ static void jint(struct jout *o, const char *key, long long v)
 	buf_appends(&o->b, buf);
 }
 
-char *qentry_to_json(const struct qentry *e, bool pretty)
+/* The members every form shares: everything but whose entry it is. */
+static void jbody(struct jout *o, const struct qentry *e)
 {
 	const struct qmeta *m = &e->meta;
+	jstr(o, "status", entry_status_name(e->status));
+	jtime(o, "status_changed", e->status_changed);
+	jtime(o, "received_at", m->received_at);
+	jstr(o, "qid", m->qid);
+	jstr(o, "from", m->env_from);
+	jstr(o, "user", m->user);
+	jstr(o, "ip", m->ip);
+	jstr(o, "action", m->action);
+	if (m->has_score && isfinite(m->score))
+		jreal(o, "score", m->score);
+	else
+		jstr(o, "score", NULL);
+	if (m->scan_time >= 0)
+		jint(o, "scan_time", m->scan_time);
+	else
+		jstr(o, "scan_time", NULL);
+	jarray_text(o, "symbols", m->symbols_json);
+	jarray_text(o, "fuzzy", m->fuzzy_json);
+	jstr(o, "rspamd_server", m->rspamd_server);
+	jstr(o, "rspamd_subject", m->rspamd_subject);
+	jstr(o, "subject", qmeta_display_subject(m));
+	jstr(o, "header_from", m->hdr_from);
+	jstr(o, "header_to", m->hdr_to);
+	jstr(o, "header_cc", m->hdr_cc);
+	jstr(o, "header_subject", m->hdr_subject);
+	jstr(o, "header_date", m->hdr_date);
+	jstr(o, "message_id", m->hdr_msgid);
+	jint(o, "size", (long long)m->size);
+	jstr(o, "sha256", m->sha256[0] ? m->sha256 : NULL);
+	jstr(o, "policy", m->policy);
+}
+
+char *qentry_to_json(const struct qentry *e, bool pretty)
+{
 	struct jout o = { .pretty = pretty, .first = true };
 	buf_appendc(&o.b, '{');
 	jstr(&o, "id", e->id);
 	jstr(&o, "rcpt", e->rcpt);
-	jstr(&o, "status", entry_status_name(e->status));
-	jtime(&o, "status_changed", e->status_changed);
-	jtime(&o, "received_at", m->received_at);
-	jstr(&o, "qid", m->qid);
-	jstr(&o, "from", m->env_from);
-	jstr(&o, "user", m->user);
-	jstr(&o, "ip", m->ip);
-	jstr(&o, "action", m->action);
-	if (m->has_score && isfinite(m->score))
-		jreal(&o, "score", m->score);
-	else
-		jstr(&o, "score", NULL);
-	if (m->scan_time >= 0)
-		jint(&o, "scan_time", m->scan_time);
-	else
-		jstr(&o, "scan_time", NULL);
-	jarray_text(&o, "symbols", m->symbols_json);
-	jarray_text(&o, "fuzzy", m->fuzzy_json);
-	jstr(&o, "rspamd_server", m->rspamd_server);
-	jstr(&o, "rspamd_subject", m->rspamd_subject);
-	jstr(&o, "subject", qmeta_display_subject(m));
-	jstr(&o, "header_from", m->hdr_from);
-	jstr(&o, "header_to", m->hdr_to);
-	jstr(&o, "header_cc", m->hdr_cc);
-	jstr(&o, "header_subject", m->hdr_subject);
-	jstr(&o, "header_date", m->hdr_date);
-	jstr(&o, "message_id", m->hdr_msgid);
-	jint(&o, "size", (long long)m->size);
-	jstr(&o, "sha256", m->sha256[0] ? m->sha256 : NULL);
-	jstr(&o, "policy", m->policy);
+	jbody(&o, e);
 	buf_appends(&o.b, pretty ? "\n}" : "}");
+	buf_appendc(&o.b, '\0');
+	return o.b.data;
+}
+
+char *qrecord_to_json(const struct qentry *e, char *const *ids, char *const *rcpts, size_t n)
+{
+	struct jout o = { .pretty = true, .first = true };
+	buf_appendc(&o.b, '{');
+	jkey(&o, "entries");
+	buf_appendc(&o.b, '{');
+	for (size_t i = 0; i < n; i++) {
+		buf_appends(&o.b, i ? ",\n    " : "\n    ");
+		jstr_value(&o.b, ids[i]);
+		buf_appends(&o.b, ": ");
+		jstr_value(&o.b, rcpts[i]);
+	}
+	buf_appends(&o.b, "\n  }");
+	jbody(&o, e);
+	buf_appends(&o.b, "\n}");
 	buf_appendc(&o.b, '\0');
 	return o.b.data;
 }
@@ -431,6 +456,11 @@ static int get_array_text(json_t *o, const char *key, char **out)
 
 int qentry_from_json(const char *text, size_t len, struct qentry *out)
 {
+	return qentry_from_json_for(text, len, NULL, out);
+}
+
+int qentry_from_json_for(const char *text, size_t len, const char *want, struct qentry *out)
+{
 	memset(out, 0, sizeof *out);
 	out->meta.scan_time = -1;
 	json_t *o = json_loadb(text, len, 0, NULL);
@@ -440,12 +470,27 @@ int qentry_from_json(const char *text, size_t len, struct qentry *out)
 		goto fail;
 	struct qmeta *m = &out->meta;
 
-	const char *id = json_string_value(json_object_get(o, "id"));
+	json_t *entries = json_object_get(o, "entries");
+	const char *id;
+	if (entries != NULL) {
+		/* a message's record: the entry is the one asked for */
+		if (want == NULL || !json_is_object(entries))
+			goto fail;
+		id = want;
+		json_t *r = json_object_get(entries, want);
+		if (r == NULL)
+			goto fail;
+		if (!json_is_string(r))
+			goto fail;
+		out->rcpt = xstrndup(json_string_value(r), json_string_length(r));
+	} else {
+		id = json_string_value(json_object_get(o, "id"));
+		if (get_str(o, "rcpt", &out->rcpt) < 0)
+			goto fail;
+	}
 	if (id == NULL || strlen(id) != ENTRY_ID_LEN)
 		goto fail;
 	memcpy(out->id, id, ENTRY_ID_LEN + 1);
-	if (get_str(o, "rcpt", &out->rcpt) < 0)
-		goto fail;
 	if (entry_status_parse(json_string_value(json_object_get(o, "status")),
 			       &out->status) < 0)
 		goto fail;

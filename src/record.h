@@ -85,5 +85,13 @@ char *qmeta_policy(const struct qmeta *m, const char *prefix);
  * has meta.rcpt = { rcpt }. */
 char *qentry_to_json(const struct qentry *e, bool pretty);
 int qentry_from_json(const char *text, size_t len, struct qentry *out);
+/* The file store's record of a message: the members of e but its id and
+ * recipient, and an "entries" object mapping each of the n ids to its
+ * recipient.  One file holds what every recipient's entry shares. */
+char *qrecord_to_json(const struct qentry *e, char *const *ids, char *const *rcpts, size_t n);
+/* Reads either form: an entry's JSON (whose id must then be want, if
+ * want is given) or a message's record, giving the entry want of it.
+ * -1 if the text is neither or names no entry want. */
+int qentry_from_json_for(const char *text, size_t len, const char *want, struct qentry *out);
 
 #endif

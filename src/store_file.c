@@ -6,7 +6,8 @@
  *
  *   <root>/tmp/                      uploads in progress:
  *                                    "<pid>.<counter>.<random hex>", and
- *                                    their metadata: "<pid>.<counter>.json"
+ *                                    their message records:
+ *                                    "<pid>.<counter>.json"
  *   <root>/users/<domain>/<local>/   one directory per recipient, named
  *                                    by addr_path() (lower case, every
  *                                    byte outside [a-z0-9.+_-] %XX-encoded)
@@ -17,15 +18,26 @@
  *                                    gives them back); the name alone says
  *                                    which form an entry has, so a store
  *                                    may hold both
- *       <id>.json                    the entry's metadata (the JSON form of
- *                                    record.h); written last, it is the
- *                                    commit marker
- *   <root>/ids/<id[0..1]>/<id>       symlink to "../../users/<domain>/<local>",
- *                                    to find an entry by its id: an index
- *                                    of users/, not synced with each
- *                                    commit; a lookup that finds no link
- *                                    (after a crash) searches users/ and
- *                                    makes the link again
+ *       <id>.json                    the entry's metadata; named last, it is
+ *                                    the commit marker.  A new entry's is a
+ *                                    hard link of its message's record
+ *                                    (record.h, qrecord_to_json): the
+ *                                    metadata the recipients share, once,
+ *                                    and an "entries" object naming each
+ *                                    entry's recipient; a status change
+ *                                    replaces it with the entry's own JSON
+ *                                    (qentry_to_json), as every .json was
+ *                                    before records existed
+ *   <root>/ids/<id[0..1]>/<id>       to find an entry by its id: a hard link
+ *                                    of the message record (which names the
+ *                                    entry's recipient, hence its directory),
+ *                                    or a symlink to "../../users/<domain>/
+ *                                    <local>" (stores written before
+ *                                    records, and links a search made
+ *                                    again).  An index of users/, not synced
+ *                                    with each commit; a lookup that finds
+ *                                    no usable entry (after a crash)
+ *                                    searches users/ and makes it again
  *
  * An entry exists if and only if its .json and its content exist.  The .json file's
  * modification time is the entry's received_at (set with futimens when it
@@ -45,13 +57,19 @@
  * file in tmp/.  Commit works in two phases, each a batch of operations
  * followed by the fsyncs that make them durable:
  *
- *  1. for each recipient: write the metadata to a new file in tmp/ and
- *     create the ids symlink; then fsync the content and every metadata
- *     file;
+ *  1. write the message record to a new file in tmp/ (one per
+ *     RECORD_RCPTS recipients), and for each recipient make its directory
+ *     and its ids entry; then fsync the content and the record;
  *  2. for each recipient: link the content in as <id>.eml, then the
- *     metadata as <id>.json (link, not rename: an entry committed
+ *     record as <id>.json (link, not rename: an entry committed
  *     meanwhile by another worker is never overwritten); then fsync
  *     every user directory.
+ *
+ * A recipient thus costs three names (two in its directory, one in ids/)
+ * and no inode of its own: the inodes a message makes are its content and
+ * its record, whatever the number of recipients.  Making an inode is the
+ * dearest of the file system's namespace operations; one metadata file
+ * and one symlink per recipient made a commit's cost grow with them.
  *
  * A phase's syncs are one sync batch (sync_batch.c), flushed once its
  * operations are done, in one of two ways (file_sync, see choose_sync):
@@ -309,6 +327,7 @@ int store_file_user_dir(void *state, const char *rcpt, int *ufd, struct qerr *e)
 static int scan_for_entry(struct fstore *fs, const char *id, char *rel, size_t len,
 			  struct qerr *e);
 static int make_id_link(struct fstore *fs, const char *id, const char *rel, struct qerr *e);
+static int read_small(int dirfd, const char *name, struct buf *b, struct qerr *e);
 
 /* The ids link of an entry may be missing after a crash (it is not synced
  * with each commit, see the top): then the entry is searched for in
@@ -328,9 +347,40 @@ static int entry_dir_by_scan(struct fstore *fs, const char *id, int *ufd, struct
 	return r == 0 ? 0 : r < 0 ? -1 : qerr_notfound(e, "no entry '%s'", id);
 }
 
-/* Finds the directory of entry id through its ids symlink, or by
- * searching users/ when the link is missing.  Returns 0, or -1
- * (QERR_NOTFOUND if there is no such entry). */
+/* The directory an ids entry that is a message record (a link of it, see
+ * the top) names for entry id: 0 with *ufd, 1 if the record is unreadable
+ * or names no such entry (a leftover of a crash), -1 on error. */
+static int entry_dir_by_record(struct fstore *fs, int dfd, const char *id, int *ufd,
+			       struct qerr *e)
+{
+	struct buf b = { 0 };
+	struct qentry q;
+	char rel[REL_MAX];
+	int r = read_small(dfd, id, &b, e);
+	if (r != 0) {
+		buf_free(&b);
+		return r;
+	}
+	r = qentry_from_json_for(b.data ? b.data : "", b.len, id, &q);
+	buf_free(&b);
+	if (r < 0 || strcmp(q.id, id) != 0 || q.rcpt == NULL) {
+		if (r == 0)
+			qentry_free(&q);
+		return 1;
+	}
+	r = rcpt_rel(q.rcpt, rel, sizeof rel, NULL);
+	qentry_free(&q);
+	if (r < 0)
+		return 1;
+	r = open_rel(fs, rel, false, ufd, e);
+	return r == 0 ? 0 : r < 0 ? -1 : qerr_notfound(e, "no entry '%s'", id);
+}
+
+/* Finds the directory of entry id through its ids entry (a link of its
+ * message record, or a symlink to the directory as stores before records
+ * made them and as a search makes them again), or by searching users/
+ * when it is missing.  Returns 0, or -1 (QERR_NOTFOUND if there is no
+ * such entry). */
 static int entry_dir(struct fstore *fs, const char *id, int *ufd, struct qerr *e)
 {
 	char xx[3] = { id[0], id[1], '\0' };
@@ -343,13 +393,16 @@ static int entry_dir(struct fstore *fs, const char *id, int *ufd, struct qerr *e
 		return entry_dir_by_scan(fs, id, ufd, e);
 	ssize_t n = readlinkat(dfd, id, target, sizeof target - 1);
 	int err = errno;
+	if (n < 0 && err == EINVAL) {
+		r = entry_dir_by_record(fs, dfd, id, ufd, e);
+		close(dfd);
+		return r == 1 ? entry_dir_by_scan(fs, id, ufd, e) : r;
+	}
 	close(dfd);
 	if (n < 0) {
 		errno = err;
 		if (err == ENOENT)
 			return entry_dir_by_scan(fs, id, ufd, e);
-		if (err == EINVAL)
-			return qerr_notfound(e, "no entry '%s'", id);
 		return io_err(e, "cannot read link of", id);
 	}
 	target[n] = '\0';
@@ -401,7 +454,7 @@ static int load_entry(int dirfd, const char *id, struct qentry *out, struct qerr
 		buf_free(&b);
 		return r;
 	}
-	r = qentry_from_json(b.data ? b.data : "", b.len, out);
+	r = qentry_from_json_for(b.data ? b.data : "", b.len, id, out);
 	buf_free(&b);
 	if (r < 0 || strcmp(out->id, id) != 0) {
 		if (r == 0)
@@ -709,12 +762,24 @@ static void file_put_abort(void *put)
 struct made {
 	char rel[REL_MAX];
 	const char *id;
-	char mtmp[64];  /* the metadata, written in tmp/ under this name */
+	const char *rec; /* its message record in tmp/ (see struct records) */
 	bool gz;        /* the content is <id>.eml.gz */
 	bool skip;      /* the entry existed before */
 	bool repair;    /* its .json existed without content: a crash's leftover */
-	bool eml, link, tmp, json;
+	bool eml, link, json;
 	int ufd;        /* users/<rel>, kept open from phase 1 to 2, or -1 */
+};
+
+/* Recipients one message record names at most: each costs the record two
+ * links (its .json and its ids entry), and ext4 allows an inode 65,000;
+ * a message with more recipients gets one record per this many. */
+#define RECORD_RCPTS 1000
+
+/* The message records a commit writes in tmp/, one per RECORD_RCPTS
+ * recipients; unlinked from tmp/ once the entries have their names. */
+struct records {
+	size_t n, made;
+	char (*name)[64];
 };
 
 /* Recipients whose directory stays open between the two phases; beyond
@@ -728,8 +793,6 @@ static void rollback(struct fstore *fs, struct made *mk, size_t n)
 		struct made *w = &mk[n];
 		char name[ENTRY_ID_LEN + 8];
 		int ufd;
-		if (w->tmp)
-			unlinkat(fs->tmpfd, w->mtmp, 0);
 		if ((w->json || w->eml) && open_rel(fs, w->rel, false, &ufd, NULL) == 0) {
 			if (w->json) {
 				snprintf(name, sizeof name, "%s.json", w->id);
@@ -807,6 +870,70 @@ static int make_id_link(struct fstore *fs, const char *id, const char *rel, stru
 	return r;
 }
 
+/* Makes ids/<xx>/<id> a link of the message record rec in tmp/ (no new
+ * inode: the record names the entry's recipient, hence its directory).
+ * A leftover of that name is replaced in one step.  Not synced here (see
+ * the top). */
+static int link_id(struct fstore *fs, const char *id, const char *rec, struct qerr *e)
+{
+	char xx[3] = { id[0], id[1], '\0' };
+	char tmp[64];
+	int xfd;
+	if (open_subdir(fs->idsfd, xx, true, !fs->syncfs, &xfd, e) != 0)
+		return -1;
+	int r = 0;
+	if (linkat(fs->tmpfd, rec, xfd, id, 0) == 0) {
+		/* the usual case: no link of that id yet */
+	} else if (errno != EEXIST) {
+		r = io_err(e, "cannot create link for", id);
+	} else {
+		tmp_name(fs, tmp, sizeof tmp);
+		if (linkat(fs->tmpfd, rec, xfd, tmp, 0) < 0) {
+			r = io_err(e, "cannot create link for", id);
+		} else if (renameat(xfd, tmp, xfd, id) < 0) {
+			r = io_err(e, "cannot create link for", id);
+			unlinkat(xfd, tmp, 0);
+		}
+	}
+	close(xfd);
+	return r;
+}
+
+/* Writes the message records of a commit to tmp/ (one per RECORD_RCPTS
+ * recipients) and hands them to sb; rc->made counts those written, for
+ * the caller to unlink. */
+static int write_records(struct fput *p, const struct qmeta *m, char *const *ids,
+			 struct records *rc, struct sync_batch *sb, struct qerr *e)
+{
+	struct fstore *fs = p->fs;
+	struct qentry qe;
+	memset(&qe, 0, sizeof qe);
+	qe.status = ENTRY_QUARANTINED;
+	qe.status_changed = m->received_at;
+	qe.meta = *m;
+	rc->n = (m->nrcpt + RECORD_RCPTS - 1) / RECORD_RCPTS;
+	rc->name = xcalloc(rc->n ? rc->n : 1, sizeof *rc->name);
+	for (size_t k = 0; k < rc->n; k++) {
+		size_t from = k * RECORD_RCPTS;
+		size_t n = m->nrcpt - from < RECORD_RCPTS ? m->nrcpt - from : RECORD_RCPTS;
+		char *json = qrecord_to_json(&qe, ids + from, m->rcpt + from, n);
+		snprintf(rc->name[k], sizeof rc->name[k], "%ld.%lu.json", (long)getpid(),
+			 ++fs->counter);
+		int jfd;
+		int r = write_tmp_named(fs->tmpfd, rc->name[k], json, m->received_at, &jfd,
+					!fs->syncfs, e);
+		free(json);
+		if (r < 0)
+			return -1;
+		rc->made++;
+		char what[96];
+		snprintf(what, sizeof what, "tmp/%s", rc->name[k]);
+		if (sync_batch_add(sb, jfd, what, e) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 /* Hands a user directory's descriptor to sb (a copy: the caller keeps
  * its own); nothing to hand to a whole-file-system batch that has one. */
 static int batch_user_dir(struct sync_batch *sb, int ufd, const char *rel, struct qerr *e)
@@ -821,21 +948,20 @@ static int batch_user_dir(struct sync_batch *sb, int ufd, const char *rel, struc
 	return sync_batch_add(sb, fd, what, e);
 }
 
-/* First phase for one recipient: what must be durable before the entry
- * gets its names.  The metadata is written to tmp/, the id link is made
- * (it leads nowhere until the .json exists), and the metadata file and
- * the ids directory go into sb.  An entry stored before (a retry) is
- * skipped, its directory still synced: the first attempt may not have
- * finished syncing it yet.  With keep, the user directory stays open in
- * w->ufd for phase 2. */
-static int prepare_one(struct fput *p, const struct qmeta *m, const char *rcpt,
-		       const char *id, struct made *w, bool keep, struct sync_batch *sb,
-		       struct qerr *e)
+/* First phase for one recipient: the entry's directory (made if new)
+ * and its ids link to the message record, which leads nowhere until the
+ * .json exists.  An entry stored before (a retry) is skipped, its
+ * directory still synced: the first attempt may not have finished
+ * syncing it yet.  With keep, the user directory stays open in w->ufd
+ * for phase 2. */
+static int prepare_one(struct fput *p, const char *rcpt, const char *id, const char *rec,
+		       struct made *w, bool keep, struct sync_batch *sb, struct qerr *e)
 {
 	struct fstore *fs = p->fs;
 	char name[ENTRY_ID_LEN + 8];
 	int ufd;
 	w->id = id;
+	w->rec = rec;
 	w->gz = p->z != NULL;
 	if (rcpt_rel(rcpt, w->rel, sizeof w->rel, e) < 0)
 		return -1;
@@ -854,39 +980,17 @@ static int prepare_one(struct fput *p, const struct qmeta *m, const char *rcpt,
 		w->repair = true;
 	} else if (errno != ENOENT) {
 		io_err(e, "cannot look at", name);
-		goto fail;
+		close(ufd);
+		return -1;
 	}
 	if (keep)
 		w->ufd = ufd;
 	else
 		close(ufd);
-	if (make_id_link(fs, id, w->rel, e) < 0)
+	if (link_id(fs, id, rec, e) < 0)
 		return -1;
 	w->link = true;
-	if (w->repair)
-		return 0;
-
-	struct qentry qe;
-	memset(&qe, 0, sizeof qe);
-	memcpy(qe.id, id, ENTRY_ID_LEN + 1);
-	qe.rcpt = (char *)rcpt;
-	qe.status = ENTRY_QUARANTINED;
-	qe.status_changed = m->received_at;
-	qe.meta = *m;
-	char *json = qentry_to_json(&qe, true);
-	snprintf(w->mtmp, sizeof w->mtmp, "%ld.%lu.json", (long)getpid(), ++fs->counter);
-	int jfd;
-	int r = write_tmp_named(fs->tmpfd, w->mtmp, json, m->received_at, &jfd, !fs->syncfs, e);
-	free(json);
-	if (r < 0)
-		return -1;
-	w->tmp = true;
-	char what[96];
-	snprintf(what, sizeof what, "tmp/%s", w->mtmp);
-	return sync_batch_add(sb, jfd, what, e);
-fail:
-	close(ufd);
-	return -1;
+	return 0;
 }
 
 /* Second phase for one recipient: the content takes its name, then the
@@ -910,7 +1014,7 @@ static int publish_one(struct fstore *fs, struct fput *p, struct made *w, struct
 		w->eml = r == 0;
 		if (r == 0 && w->repair) {
 			(*created)++;
-		} else if (r == 0 && linkat(fs->tmpfd, w->mtmp, ufd, name, 0) == 0) {
+		} else if (r == 0 && linkat(fs->tmpfd, w->rec, ufd, name, 0) == 0) {
 			w->json = true;
 			(*created)++;
 		} else if (r == 0 && errno == EEXIST) {
@@ -961,9 +1065,13 @@ static int file_put_commit(void *put, const struct qmeta *m, char *const *ids,
 	snprintf(what, sizeof what, "tmp/%s", p->name);
 	int cfd = fcntl(p->fd, F_DUPFD_CLOEXEC, 0);
 	int r = cfd < 0 ? io_err(e, "cannot sync tmp/", p->name) : sync_batch_add(&sb, cfd, what, e);
+	struct records rc = { 0 };
+	if (r == 0)
+		r = write_records(p, m, ids, &rc, &sb, e);
 	size_t i;
 	for (i = 0; r == 0 && i < m->nrcpt; i++)
-		r = prepare_one(p, m, m->rcpt[i], ids[i], &mk[i], i < KEEP_DIRS, &sb, e);
+		r = prepare_one(p, m->rcpt[i], ids[i], rc.name[i / RECORD_RCPTS], &mk[i],
+				i < KEEP_DIRS, &sb, e);
 	if (r == 0)
 		r = sync_batch_flush(&sb, e);
 	for (size_t j = 0; r == 0 && j < m->nrcpt; j++)
@@ -975,11 +1083,10 @@ static int file_put_commit(void *put, const struct qmeta *m, char *const *ids,
 		sync_batch_drop(&sb);
 		rollback(p->fs, mk, i);
 		*created = 0;
-	} else {
-		for (size_t j = 0; j < m->nrcpt; j++)
-			if (mk[j].tmp)
-				unlinkat(p->fs->tmpfd, mk[j].mtmp, 0);
 	}
+	for (size_t k = 0; k < rc.made; k++)
+		unlinkat(p->fs->tmpfd, rc.name[k], 0);
+	free(rc.name);
 	for (size_t j = 0; j < m->nrcpt; j++)
 		if (mk[j].ufd >= 0)
 			close(mk[j].ufd);

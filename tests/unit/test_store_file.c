@@ -1626,7 +1626,7 @@ static void flushes_of_put(struct fixture *f, const char *tag, size_t n, bool ag
 
 /* file_sync = syncfs: two flushes per message whatever the number of
  * recipients, new mailboxes included, and no fsync at all; fsync: the
- * content, each metadata file and each directory (1 + 2N). */
+ * content, the message record and each directory (2 + N). */
 static void test_flushes_per_message(void **state)
 {
 	struct fixture *f = *state;
@@ -1641,12 +1641,226 @@ static void test_flushes_per_message(void **state)
 			snprintf(tag, sizeof tag, "%c%zu", modes[m][0], ns[i]);
 			flushes_of_put(f, tag, ns[i], !syncfs, &fs, &files, &batch);
 			assert_int_equal(fs, syncfs ? 2 : 0);
-			assert_int_equal(batch, syncfs ? 2 : 1 + 2 * ns[i]);
+			assert_int_equal(batch, syncfs ? 2 : 2 + ns[i]);
 			if (syncfs)
 				assert_int_equal(files, 0);
 		}
 	}
 	f->c.file_sync = NULL;
+}
+
+
+/* A path's inode and link count (lstat: an ids entry is never followed). */
+static struct stat lstat_ok(const char *path)
+{
+	struct stat st;
+	if (lstat(path, &st) < 0)
+		fail_msg("lstat %s: %s", path, strerror(errno));
+	return st;
+}
+
+static void id_path(struct fixture *f, const char *id, char *out, size_t len)
+{
+	snprintf(out, len, "%s/ids/%.2s/%s", f->root, id, id);
+}
+
+/* The directories of THREE's recipients, below users/. */
+static const char *const THREE_DIRS[] = { "example.org/a", "example.org/b", "other.net/c" };
+
+/* Stores MSG for THREE under qid; returns the entry ids. */
+static char **put_three(struct fixture *f, const char *qid, size_t *nids)
+{
+	struct put_args a = { MSG, sizeof MSG - 1, THREE, 3, qid, "sender@example.com", SYMBOLS };
+	char **ids;
+	size_t created;
+	put_ok(f->s, &a, &ids, nids, &created);
+	assert_int_equal(created, 3);
+	return ids;
+}
+
+/* A message's entries share one metadata file, its record: each
+ * recipient's .json and ids entry are links of it (2N links, no inode
+ * per recipient).  A status change gives that entry a .json of its own
+ * and leaves the others' as they were. */
+static void test_one_record_per_message(void **state)
+{
+	struct fixture *f = *state;
+	size_t nids;
+	char **ids = put_three(f, "QR", &nids);
+	char p[512];
+	user_file(f, THREE_DIRS[0], ids[0], "json", p, sizeof p);
+	struct stat first = lstat_ok(p);
+	assert_true(S_ISREG(first.st_mode));
+	assert_int_equal(first.st_nlink, 6);
+	assert_int_equal(first.st_mode & 0777, 0600);
+	for (size_t i = 0; i < 3; i++) {
+		user_file(f, THREE_DIRS[i], ids[i], "json", p, sizeof p);
+		assert_int_equal(lstat_ok(p).st_ino, first.st_ino);
+		id_path(f, ids[i], p, sizeof p);
+		struct stat st = lstat_ok(p);
+		assert_true(S_ISREG(st.st_mode));
+		assert_int_equal(st.st_ino, first.st_ino);
+	}
+	/* its text names every entry, and what they share once */
+	user_file(f, THREE_DIRS[1], ids[1], "json", p, sizeof p);
+	struct buf b = { 0 };
+	FILE *fp = fopen(p, "r");
+	char chunk[4096];
+	size_t n;
+	while ((n = fread(chunk, 1, sizeof chunk, fp)) > 0)
+		buf_append(&b, chunk, n);
+	fclose(fp);
+	buf_appendc(&b, '\0');
+	for (size_t i = 0; i < 3; i++)
+		assert_non_null(strstr(b.data, ids[i]));
+	assert_non_null(strstr(b.data, "\"entries\""));
+	assert_null(strstr(b.data, "\"rcpt\""));
+	buf_free(&b);
+
+	struct qerr e;
+	struct qentry q;
+	assert_int_equal(store_set_status(f->s, ids[1], ENTRY_RELEASED, &e), 0);
+	user_file(f, THREE_DIRS[1], ids[1], "json", p, sizeof p);
+	struct stat own = lstat_ok(p);
+	assert_int_not_equal(own.st_ino, first.st_ino);
+	assert_int_equal(own.st_nlink, 1);
+	user_file(f, THREE_DIRS[0], ids[0], "json", p, sizeof p);
+	assert_int_equal(lstat_ok(p).st_nlink, 5);
+	for (size_t i = 0; i < 3; i++) {
+		assert_int_equal(store_get(f->s, ids[i], &q, &e), 0);
+		assert_string_equal(q.rcpt, THREE[i]);
+		assert_int_equal(q.status, i == 1 ? ENTRY_RELEASED : ENTRY_QUARANTINED);
+		assert_string_equal(q.meta.qid, "QR");
+		qentry_free(&q);
+	}
+	/* removing one entry leaves the record to the others */
+	assert_int_equal(store_remove(f->s, ids[0], &e), 0);
+	assert_int_equal(store_get(f->s, ids[0], &q, &e), -1);
+	assert_int_equal(e.cls, QERR_NOTFOUND);
+	user_file(f, THREE_DIRS[2], ids[2], "json", p, sizeof p);
+	assert_int_equal(lstat_ok(p).st_nlink, 3);
+	assert_rcpt(f->s, ids[2], THREE[2]);
+	/* an ids entry that is not a readable record of its entry (a crash's
+	 * leftover) is searched past and made again */
+	id_path(f, ids[2], p, sizeof p);
+	assert_int_equal(unlink(p), 0);
+	fp = fopen(p, "w");
+	fputs("{\"entries\": {}", fp);
+	fclose(fp);
+	assert_rcpt(f->s, ids[2], THREE[2]);
+	struct store_filter all = all_filter();
+	struct listed l;
+	assert_int_equal(list_n(f->s, &all, &l), 2);
+	xfree_strv(ids, nids);
+}
+
+/* A store as versions before message records wrote it (a .json of its
+ * own per entry, ids entries symlinks to the user directory) is read as
+ * it is; new messages go beside it in the new form. */
+static void test_store_of_earlier_form(void **state)
+{
+	struct fixture *f = *state;
+	size_t nids;
+	char **ids = put_three(f, "QO", &nids);
+	struct qerr e;
+	struct qentry q;
+	char p[512], tmp[600], target[128];
+	for (size_t i = 0; i < 3; i++) {
+		/* rewrite the entry as the earlier versions wrote it */
+		assert_int_equal(store_get(f->s, ids[i], &q, &e), 0);
+		char *json = qentry_to_json(&q, true);
+		int64_t at = q.meta.received_at;
+		qentry_free(&q);
+		user_file(f, THREE_DIRS[i], ids[i], "json", p, sizeof p);
+		snprintf(tmp, sizeof tmp, "%s.new", p);
+		FILE *fp = fopen(tmp, "w");
+		fputs(json, fp);
+		fclose(fp);
+		free(json);
+		struct timespec ts[2] = { { .tv_sec = at }, { .tv_sec = at } };
+		assert_int_equal(utimensat(AT_FDCWD, tmp, ts, 0), 0);
+		assert_int_equal(rename(tmp, p), 0);
+		id_path(f, ids[i], p, sizeof p);
+		assert_int_equal(unlink(p), 0);
+		snprintf(target, sizeof target, "../../users/%s", THREE_DIRS[i]);
+		assert_int_equal(symlink(target, p), 0);
+	}
+	user_file(f, THREE_DIRS[0], ids[0], "json", p, sizeof p);
+	assert_int_equal(lstat_ok(p).st_nlink, 1);
+
+	/* the store opened again reads, lists, counts, changes and removes them */
+	store_close(f->s);
+	assert_int_equal(store_open(&f->s, &f->c, &e), 0);
+	for (size_t i = 0; i < 3; i++) {
+		assert_rcpt(f->s, ids[i], THREE[i]);
+		struct buf b = { 0 };
+		assert_int_equal(store_read_content(f->s, ids[i], collect_cb, &b, &e), 0);
+		assert_int_equal(b.len, sizeof MSG - 1);
+		buf_free(&b);
+	}
+	struct put_args a2 = { MSG, sizeof MSG - 1, THREE, 3, "QN", "sender@example.com", SYMBOLS };
+	char **ids2;
+	size_t nids2, created2;
+	put_ok(f->s, &a2, &ids2, &nids2, &created2);
+	assert_int_equal(created2, 3);
+	struct store_filter all = all_filter();
+	struct listed l;
+	assert_int_equal(list_n(f->s, &all, &l), 6);
+	struct store_stats st;
+	assert_int_equal(store_stats(f->s, &st, &e), 0);
+	assert_int_equal(st.entries, 6);
+	assert_int_equal(st.by_status[ENTRY_QUARANTINED], 6);
+	assert_int_equal(store_set_status(f->s, ids[0], ENTRY_DELETED, &e), 0);
+	assert_int_equal(store_get(f->s, ids[0], &q, &e), 0);
+	assert_int_equal(q.status, ENTRY_DELETED);
+	qentry_free(&q);
+	assert_int_equal(store_remove(f->s, ids[1], &e), 0);
+	assert_int_equal(store_get(f->s, ids[1], &q, &e), -1);
+	assert_int_equal(e.cls, QERR_NOTFOUND);
+	/* expire takes old and new form alike */
+	struct expire_opts o = { .cutoff = 4102444800 }; /* 2100: everything */
+	struct expire_result r;
+	assert_int_equal(store_expire(f->s, &o, &r, &e), 0);
+	assert_int_equal(r.entries, 5);
+	assert_int_equal(list_n(f->s, &all, &l), 0);
+	xfree_strv(ids, nids);
+	xfree_strv(ids2, nids2);
+}
+
+/* A message to more recipients than one record names gets several: each
+ * recipient's .json is a link of its own part's record. */
+static void test_records_of_many_recipients(void **state)
+{
+	struct fixture *f = *state;
+	enum { N = 1003 };
+	char **rcpt = xcalloc(N, sizeof *rcpt);
+	for (int i = 0; i < N; i++)
+		rcpt[i] = xasprintf("m%d@many.example", i);
+	f->c.max_recipients = N;
+	struct put_args a = { MSG, sizeof MSG - 1, (const char *const *)rcpt, N, "QM",
+			      "sender@example.com", SYMBOLS };
+	char **ids;
+	size_t nids, created;
+	put_ok(f->s, &a, &ids, &nids, &created);
+	f->c.max_recipients = 1000;
+	assert_int_equal(created, N);
+	char p[512], rel[64];
+	snprintf(rel, sizeof rel, "many.example/m0");
+	user_file(f, rel, ids[0], "json", p, sizeof p);
+	struct stat st0 = lstat_ok(p);
+	assert_int_equal(st0.st_nlink, 2000);
+	snprintf(rel, sizeof rel, "many.example/m%d", N - 1);
+	user_file(f, rel, ids[N - 1], "json", p, sizeof p);
+	struct stat st1 = lstat_ok(p);
+	assert_int_not_equal(st1.st_ino, st0.st_ino);
+	assert_int_equal(st1.st_nlink, 2 * (N - 1000));
+	for (int i = 0; i < N; i += 97)
+		assert_rcpt(f->s, ids[i], rcpt[i]);
+	assert_rcpt(f->s, ids[N - 1], rcpt[N - 1]);
+	xfree_strv(ids, nids);
+	for (int i = 0; i < N; i++)
+		free(rcpt[i]);
+	free(rcpt);
 }
 
 static void test_many_recipients(void **state)
@@ -1664,6 +1878,9 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_put_three_one_inode, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_many_recipients, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_one_record_per_message, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_store_of_earlier_form, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_records_of_many_recipients, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_flushes_per_message, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_many_recipients_serial, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dup_rcpt_and_default_owner, setup, teardown),
@@ -1693,6 +1910,8 @@ int main(void)
 	const struct CMUnitTest syncfs_tests[] = {
 		cmocka_unit_test_setup_teardown(test_put_three_one_inode, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_many_recipients, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_one_record_per_message, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_records_of_many_recipients, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dup_rcpt_and_default_owner, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hostile_recipients, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failure_leaves_nothing, setup, teardown),
