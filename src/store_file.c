@@ -119,8 +119,10 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
+#include <linux/openat2.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
@@ -144,6 +146,9 @@
 struct fstore {
 	char *root;
 	int rootfd, tmpfd, usersfd, idsfd;
+	int idsdir[256];    /* ids/<xx>, opened by the first commit that links there */
+	long pid;           /* this process's, for temporary names */
+	bool no_openat2;    /* the kernel (or a seccomp filter) refused openat2 */
 	unsigned long counter;
 	bool gzip;  /* compress = gzip: new content is stored deflated */
 	enum { SYNC_FSYNC, SYNC_SYNCFS, SYNC_MIXED, SYNC_SYNCFS_FLUSH } sync; /* file_sync */
@@ -167,7 +172,7 @@ static int io_err(struct qerr *e, const char *what, const char *name)
 /* A fresh name for a temporary file in users/ or ids/. */
 static void tmp_name(struct fstore *fs, char *out, size_t len)
 {
-	snprintf(out, len, TMP_PREFIX "%ld.%lu", (long)getpid(), ++fs->counter);
+	snprintf(out, len, TMP_PREFIX "%ld.%lu", fs->pid, ++fs->counter);
 }
 
 /* True if name begins with prefix and a process id that no longer runs. */
@@ -284,6 +289,22 @@ static int split_rel(char *rel, char **domain, char **local)
 	return 0;
 }
 
+/* Opens users/<rel> in one system call when it exists: openat2 refusing
+ * any symlink on the way, as the two O_NOFOLLOW opens of open_rel do.
+ * -1 when it could not (absent, or openat2 refused: then never again). */
+static int open_rel_at_once(struct fstore *fs, const char *rel)
+{
+	if (fs->no_openat2)
+		return -1;
+	struct open_how how = { .flags = DIR_FLAGS & ~O_NOFOLLOW,
+				.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+					   RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV };
+	long fd = syscall(SYS_openat2, fs->usersfd, rel, &how, sizeof how);
+	if (fd < 0 && (errno == ENOSYS || errno == EPERM || errno == E2BIG))
+		fs->no_openat2 = true;
+	return fd < 0 ? -1 : (int)fd;
+}
+
 /* Opens users/<rel>; rel is "domain/local".  Returns 0, 1 (absent), -1. */
 static int open_rel(struct fstore *fs, const char *relpath, bool create, int *out,
 		    struct qerr *e)
@@ -296,6 +317,11 @@ static int open_rel(struct fstore *fs, const char *relpath, bool create, int *ou
 	strcpy(rel, relpath);
 	if (split_rel(rel, &domain, &local) < 0)
 		return qerr_perm(e, "file store: bad directory name '%.80s'", relpath);
+	domain[strlen(domain)] = '/';
+	*out = open_rel_at_once(fs, rel);
+	if (*out >= 0)
+		return 0;
+	split_rel(rel, &domain, &local);
 	int dfd, r = open_subdir(fs->usersfd, domain, create, !fs->syncfs, &dfd, e);
 	if (r == 0) {
 		r = open_subdir(dfd, local, create, !fs->syncfs, out, e);
@@ -628,6 +654,9 @@ static void file_close(void *state)
 	for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
 		if (fds[i] >= 0)
 			close(fds[i]);
+	for (size_t i = 0; i < 256; i++)
+		if (fs->idsdir[i] >= 0)
+			close(fs->idsdir[i]);
 	free(fs->root);
 	free(fs);
 }
@@ -643,6 +672,9 @@ static int file_open(void **state, const struct config *c, struct qerr *e)
 	fs->root = xstrdup(c->file_root);
 	fs->gzip = c->compress != NULL && strcmp(c->compress, "gzip") == 0;
 	fs->tmpfd = fs->usersfd = fs->idsfd = -1;
+	for (size_t i = 0; i < 256; i++)
+		fs->idsdir[i] = -1;
+	fs->pid = (long)getpid();
 	fs->rootfd = open(c->file_root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fs->rootfd < 0) {
 		qerr_perm(e, "file store: cannot open %.200s: %s", c->file_root, strerror(errno));
@@ -669,7 +701,7 @@ static int file_put_begin(void *state, void **put, struct qerr *e)
 	*put = NULL;
 	if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
 		memset(rnd, 0, sizeof rnd); /* pid and counter keep the name unique */
-	int len = snprintf(p->name, sizeof p->name, "%ld.%lu.", (long)getpid(), ++fs->counter);
+	int len = snprintf(p->name, sizeof p->name, "%ld.%lu.", fs->pid, ++fs->counter);
 	for (size_t i = 0; i < sizeof rnd; i++)
 		len += snprintf(p->name + len, sizeof p->name - (size_t)len, "%02x", rnd[i]);
 	p->fs = fs;
@@ -878,24 +910,33 @@ static int link_id(struct fstore *fs, const char *id, const char *rec, struct qe
 {
 	char xx[3] = { id[0], id[1], '\0' };
 	char tmp[64];
-	int xfd;
-	if (open_subdir(fs->idsfd, xx, true, !fs->syncfs, &xfd, e) != 0)
+	unsigned slot = (unsigned)strtoul(xx, NULL, 16) & 255;
+	int *xfd = &fs->idsdir[slot];
+	if (*xfd < 0 && open_subdir(fs->idsfd, xx, true, !fs->syncfs, xfd, e) != 0)
 		return -1;
-	int r = 0;
-	if (linkat(fs->tmpfd, rec, xfd, id, 0) == 0) {
+	int r = linkat(fs->tmpfd, rec, *xfd, id, 0);
+	if (r < 0 && errno == ENOENT) {
+		/* the directory kept open was removed (by hand): made again */
+		close(*xfd);
+		*xfd = -1;
+		if (open_subdir(fs->idsfd, xx, true, !fs->syncfs, xfd, e) != 0)
+			return -1;
+		r = linkat(fs->tmpfd, rec, *xfd, id, 0);
+	}
+	if (r == 0) {
 		/* the usual case: no link of that id yet */
 	} else if (errno != EEXIST) {
 		r = io_err(e, "cannot create link for", id);
 	} else {
 		tmp_name(fs, tmp, sizeof tmp);
-		if (linkat(fs->tmpfd, rec, xfd, tmp, 0) < 0) {
+		r = 0;
+		if (linkat(fs->tmpfd, rec, *xfd, tmp, 0) < 0) {
 			r = io_err(e, "cannot create link for", id);
-		} else if (renameat(xfd, tmp, xfd, id) < 0) {
+		} else if (renameat(*xfd, tmp, *xfd, id) < 0) {
 			r = io_err(e, "cannot create link for", id);
-			unlinkat(xfd, tmp, 0);
+			unlinkat(*xfd, tmp, 0);
 		}
 	}
-	close(xfd);
 	return r;
 }
 
@@ -917,8 +958,7 @@ static int write_records(struct fput *p, const struct qmeta *m, char *const *ids
 		size_t from = k * RECORD_RCPTS;
 		size_t n = m->nrcpt - from < RECORD_RCPTS ? m->nrcpt - from : RECORD_RCPTS;
 		char *json = qrecord_to_json(&qe, ids + from, m->rcpt + from, n);
-		snprintf(rc->name[k], sizeof rc->name[k], "%ld.%lu.json", (long)getpid(),
-			 ++fs->counter);
+		snprintf(rc->name[k], sizeof rc->name[k], "%ld.%lu.json", fs->pid, ++fs->counter);
 		int jfd;
 		int r = write_tmp_named(fs->tmpfd, rc->name[k], json, m->received_at, &jfd,
 					!fs->syncfs, e);
@@ -1946,7 +1986,7 @@ static int file_health(void *state, struct qerr *e)
 		/* A file system without O_TMPFILE: a named file, removed at once
 		 * (a leading dot: clean_tmp leaves it to us). */
 		char name[40];
-		snprintf(name, sizeof name, ".health.%ld", (long)getpid());
+		snprintf(name, sizeof name, ".health.%ld", fs->pid);
 		fd = openat(fs->tmpfd, name, O_CREAT | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0600);
 		if (fd >= 0)
 			(void)unlinkat(fs->tmpfd, name, 0);

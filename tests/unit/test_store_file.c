@@ -1754,6 +1754,31 @@ static void test_one_record_per_message(void **state)
 	xfree_strv(ids, nids);
 }
 
+/* The ids directories a process keeps open may be removed under it (by
+ * hand): its next commit there makes the directory and the link again. */
+static void test_ids_dir_removed(void **state)
+{
+	struct fixture *f = *state;
+	size_t nids;
+	char **ids = put_three(f, "QD", &nids);
+	char p[512], cmd[600];
+	snprintf(p, sizeof p, "%s/ids/%.2s", f->root, ids[0]);
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", p);
+	assert_int_equal(system(cmd), 0);
+	struct qerr e;
+	assert_int_equal(store_remove(f->s, ids[0], &e), 0);
+	struct put_args a = { MSG, sizeof MSG - 1, THREE, 3, "QD", "sender@example.com", SYMBOLS };
+	char **again;
+	size_t nagain, created;
+	put_ok(f->s, &a, &again, &nagain, &created);
+	assert_int_equal(created, 1);
+	id_path(f, ids[0], p, sizeof p);
+	assert_true(S_ISREG(lstat_ok(p).st_mode));
+	assert_rcpt(f->s, ids[0], THREE[0]);
+	xfree_strv(ids, nids);
+	xfree_strv(again, nagain);
+}
+
 /* A store as versions before message records wrote it (a .json of its
  * own per entry, ids entries symlinks to the user directory) is read as
  * it is; new messages go beside it in the new form. */
@@ -1880,6 +1905,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_many_recipients, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_one_record_per_message, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_store_of_earlier_form, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ids_dir_removed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_records_of_many_recipients, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_flushes_per_message, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_many_recipients_serial, setup, teardown),
