@@ -14,6 +14,7 @@ CC=${CC:-cc}
 W="-Wall -Wextra -Werror"
 $CC -O2 $W -o "$bin/fcgi_min" "$root/bench/fcgi_min.c" -lfcgi
 $CC -std=c11 -D_GNU_SOURCE -O2 $W -o "$bin/fsync_loop" "$root/bench/fsync_loop.c"
+$CC -std=c11 -D_GNU_SOURCE -O2 $W -o "$bin/layout_floor" "$root/bench/layout_floor.c" -luring
 # populate links the project's library: the Makefile's PKGS, asked from
 # the Makefile itself so that the two lists cannot drift apart.
 pkgs=$(make -s -C "$root" print-pkgs)

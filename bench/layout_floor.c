@@ -1,0 +1,161 @@
+/*
+ * layout_floor.c - the least the file store's on-disk layout and its
+ * two-phase commit cost on this disk, without the daemon: no HTTP, no
+ * FastCGI, no parsing, no hashing, no JSON.  Each of CONC processes, for
+ * SECONDS, stores messages of SIZE bytes for NRCPT recipients (its own
+ * directories u0..u<NRCPT-1>) as src/store_file.c does:
+ *
+ *   phase 1: the content and a record of 1 KB + 64 bytes per recipient
+ *            written to new files in tmp/, then made durable: both
+ *            fsynced together through io_uring for one recipient, one
+ *            syncfs for several (file_sync = auto on a journalled file
+ *            system);
+ *   phase 2: per recipient the content linked as <k>.eml, the record as
+ *            <k>.json, the record into ids/ (not synced); then the user
+ *            directory fsynced (one recipient) or one syncfs (several);
+ *            the two names in tmp/ unlinked.
+ *
+ * Its rate over the fsync loop's (fsync_loop.c: one file, two fsyncs) is
+ * the bound the layout puts on the file store's ratio to that loop; the
+ * file store's rate over its own is what the daemon costs above it.
+ *
+ *   layout_floor DIR SIZE NRCPT CONC SECONDS
+ *
+ * Prints one JSON line: messages, seconds, msgs_per_s, p50_ms, p99_ms.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "writers.h"
+
+struct args {
+	const char *dir;
+	size_t size;
+	int nrcpt;
+};
+
+/* A writer's directories, ring and buffer. */
+struct writer {
+	const struct args *a;
+	int tfd, ifd, *ufd;
+	struct io_uring ring;
+	char *piece;
+};
+
+/* Writes n bytes of piece (repeated) to the new file dirfd/name; its fd. */
+static int write_new(int dirfd, const char *name, const char *piece, size_t n)
+{
+	int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -1;
+	for (size_t off = 0; off < n;) {
+		size_t k = n - off < PIECE_LEN ? n - off : PIECE_LEN;
+		ssize_t w = write(fd, piece, k);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			close(fd);
+			return -1;
+		}
+		off += (size_t)w;
+	}
+	return fd;
+}
+
+/* fsyncs a and b together through io_uring, as the store's sync batch. */
+static int fsync_two(struct io_uring *ring, int a, int b)
+{
+	int fds[2] = { a, b };
+	for (int i = 0; i < 2; i++)
+		io_uring_prep_fsync(io_uring_get_sqe(ring), fds[i], 0);
+	if (io_uring_submit_and_wait(ring, 2) < 2)
+		return -1;
+	int bad = 0;
+	for (int i = 0; i < 2; i++) {
+		struct io_uring_cqe *cqe;
+		if (io_uring_wait_cqe(ring, &cqe) < 0)
+			return -1;
+		bad |= cqe->res < 0;
+		io_uring_cqe_seen(ring, cqe);
+	}
+	return bad ? -1 : 0;
+}
+
+/* setup_fn: the writer's own tmp/, ids/ and user directories u<i>. */
+static void *setup(int id, void *arg)
+{
+	struct writer *w = calloc(1, sizeof *w);
+	w->a = arg;
+	char path[4096];
+	snprintf(path, sizeof path, "%s/w%d", w->a->dir, id);
+	if (mkdir(path, 0700) < 0 && errno != EEXIST)
+		return NULL;
+	int wd = open(path, O_RDONLY | O_DIRECTORY);
+	if (wd < 0 || mkdirat(wd, "tmp", 0700) < 0 || mkdirat(wd, "ids", 0700) < 0)
+		return NULL;
+	w->tfd = openat(wd, "tmp", O_RDONLY | O_DIRECTORY);
+	w->ifd = openat(wd, "ids", O_RDONLY | O_DIRECTORY);
+	w->ufd = calloc((size_t)w->a->nrcpt, sizeof *w->ufd);
+	for (int i = 0; i < w->a->nrcpt; i++) {
+		char u[32];
+		snprintf(u, sizeof u, "u%d", i);
+		if (mkdirat(wd, u, 0700) < 0 || (w->ufd[i] = openat(wd, u, O_RDONLY | O_DIRECTORY)) < 0)
+			return NULL;
+	}
+	w->piece = make_piece(id);
+	if (w->tfd < 0 || w->ifd < 0 || w->piece == NULL || io_uring_queue_init(4, &w->ring, 0) < 0)
+		return NULL;
+	return w;
+}
+
+/* message_fn: the two phases of the top. */
+static int message(void *state, unsigned long k)
+{
+	struct writer *w = state;
+	int nrcpt = w->a->nrcpt;
+	char c[48], r[48], name[64];
+	snprintf(c, sizeof c, "%lu.c", k);
+	snprintf(r, sizeof r, "%lu.json", k);
+	int cfd = write_new(w->tfd, c, w->piece, w->a->size);
+	int rfd = cfd < 0 ? -1 : write_new(w->tfd, r, w->piece, 1024 + 64 * (size_t)nrcpt);
+	if (rfd < 0)
+		return 1;
+	if (nrcpt == 1 ? fsync_two(&w->ring, cfd, rfd) < 0 : syncfs(cfd) < 0)
+		return 1;
+	for (int i = 0; i < nrcpt; i++) {
+		snprintf(name, sizeof name, "%lu.eml", k);
+		if (linkat(w->tfd, c, w->ufd[i], name, 0) < 0)
+			return 1;
+		snprintf(name, sizeof name, "%lu.json", k);
+		if (linkat(w->tfd, r, w->ufd[i], name, 0) < 0)
+			return 1;
+		snprintf(name, sizeof name, "%lu.%d", k, i);
+		if (linkat(w->tfd, r, w->ifd, name, 0) < 0)
+			return 1;
+	}
+	if (nrcpt == 1 ? fsync(w->ufd[0]) < 0 : syncfs(cfd) < 0)
+		return 1;
+	if (unlinkat(w->tfd, c, 0) < 0 || unlinkat(w->tfd, r, 0) < 0 || close(cfd) < 0 ||
+	    close(rfd) < 0)
+		return 1;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc != 6) {
+		fprintf(stderr, "usage: layout_floor DIR SIZE NRCPT CONC SECONDS\n");
+		return 2;
+	}
+	struct args a = { argv[1], strtoul(argv[2], NULL, 10), atoi(argv[3]) };
+	if (a.nrcpt < 1)
+		a.nrcpt = 1;
+	int conc = atoi(argv[4]) > 0 ? atoi(argv[4]) : 1;
+	return run_writers("layout_floor", conc, strtod(argv[5], NULL), setup, message, &a);
+}
