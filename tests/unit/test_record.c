@@ -384,6 +384,59 @@ static void test_json_rejects(void **state)
 	qentry_free(&back);
 }
 
+/* A message's record (the file store's shared .json) gives each of its
+ * entries back whole, the entry's own recipient in meta; it names no
+ * other entry, and is not read without one asked for. */
+static void test_message_record(void **state)
+{
+	(void)state;
+	struct qentry e, back;
+	full_entry(&e);
+	char *ids[3] = { (char *)"0123456789abcdef01234567", (char *)"89abcdef0123456789abcdef",
+			 (char *)"fedcba9876543210fedcba98" };
+	char *rcpts[3] = { (char *)"a@example.org", (char *)"B\"q\"@Example.org",
+			   (char *)"gr\xc3\xbc\xc3\x9f" "e@example.net" };
+	char *s = qrecord_to_json(&e, ids, rcpts, 3);
+	for (size_t i = 0; i < 3; i++) {
+		assert_int_equal(qentry_from_json_for(s, strlen(s), ids[i], &back), 0);
+		assert_string_equal(back.id, ids[i]);
+		assert_string_equal(back.rcpt, rcpts[i]);
+		assert_int_equal(back.meta.nrcpt, 1);
+		assert_string_equal(back.meta.rcpt[0], rcpts[i]);
+		/* everything else is the entry's as it was written */
+		memcpy(e.id, ids[i], ENTRY_ID_LEN + 1);
+		char *had = e.rcpt;
+		e.rcpt = rcpts[i];
+		char *a = qentry_to_json(&e, true), *b = qentry_to_json(&back, true);
+		assert_string_equal(a, b);
+		free(a);
+		free(b);
+		e.rcpt = had;
+		qentry_free(&back);
+	}
+	assert_int_equal(qentry_from_json_for(s, strlen(s), "aaaaaaaaaaaaaaaaaaaaaaaa", &back), -1);
+	assert_int_equal(qentry_from_json(s, strlen(s), &back), -1);
+	free(s);
+	/* an entry's own JSON reads as before, with or without an id asked for */
+	s = qentry_to_json(&e, true);
+	assert_int_equal(qentry_from_json_for(s, strlen(s), ids[2], &back), 0);
+	assert_string_equal(back.id, e.id);
+	qentry_free(&back);
+	free(s);
+	const char *bad[] = {
+		"{\"entries\":[],\"status\":\"released\",\"status_changed\":\"2025-01-01T00:00:00Z\","
+		"\"received_at\":\"2025-01-01T00:00:00Z\",\"size\":1}",
+		"{\"entries\":{\"0123456789abcdef01234567\":5},\"status\":\"released\","
+		"\"status_changed\":\"2025-01-01T00:00:00Z\",\"received_at\":\"2025-01-01T00:00:00Z\","
+		"\"size\":1}",
+		"{\"entries\":{\"0123456789abcdef01234567\":\"a@b\"},\"status\":\"released\","
+		"\"status_changed\":\"2025-01-01T00:00:00Z\",\"size\":1}",
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		assert_int_equal(qentry_from_json_for(bad[i], strlen(bad[i]), ids[0], &back), -1);
+	qentry_free(&e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -395,6 +448,7 @@ int main(void)
 		cmocka_unit_test(test_json_escapes),
 		cmocka_unit_test(test_json_nulls),
 		cmocka_unit_test(test_json_rejects),
+		cmocka_unit_test(test_message_record),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
