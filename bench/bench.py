@@ -10,7 +10,11 @@ measures each figure next to its limit in the same run:
   file       file store (and compress = gzip)           vs fsync_loop, and
                                                         vs layout_floor (its
                                                         layout and commit
-                                                        without the daemon)
+                                                        without the daemon);
+                                                        log_floor: the same
+                                                        behind a log, a bound
+                                                        for a commit it does
+                                                        not have
   pgsql      PostgreSQL store                           vs pgbench
 
 Then storage cost per message, the growth curve in message size (4 KB to
@@ -22,7 +26,7 @@ Environment: B (build dir), BENCH_BIN (helpers built by run.sh),
 DUR (seconds per load run; default 5, QUICK=1: 2), FULL=1, QUICK=1,
 BENCH_SIZES, BENCH_CONCS, BENCH_RCPTS (comma-separated, to run part of
 the matrix), BENCH_SERVERS (comma-separated subset of fcgi_min, null,
-file, file_gzip, file_fsync, pgsql, fsync_loop, layout_floor, pgbench; file_fsync, the
+file, file_gzip, file_fsync, pgsql, fsync_loop, layout_floor, log_floor, pgbench; file_fsync, the
 file store with file_sync = fsync, runs only when named), BENCH_SPREAD (recipient
 pool of the spread cells, default 1000; 0: none), BENCH_FS
 (comma-separated: root, ext4, xfs; the load matrix runs once on each:
@@ -68,7 +72,8 @@ SIZES = _env_list("BENCH_SIZES", SIZES)
 CONCS = _env_list("BENCH_CONCS", CONCS)
 RCPTS = _env_list("BENCH_RCPTS", RCPTS)
 SERVERS = (os.environ.get("BENCH_SERVERS") or
-           "fcgi_min,null,file,file_gzip,pgsql,fsync_loop,layout_floor,pgbench").split(",")
+           "fcgi_min,null,file,file_gzip,pgsql,fsync_loop,layout_floor,log_floor,"
+           "pgbench").split(",")
 SPREAD = int(os.environ.get("BENCH_SPREAD") or 1000)
 FSES = (os.environ.get("BENCH_FS") or "root").split(",")
 
@@ -292,13 +297,15 @@ def fsync_cell(tmp, size, conc):
     return json.loads(p.stdout)
 
 
-def floor_cell(tmp, size, nrcpt, conc):
+def floor_cell(tmp, size, nrcpt, conc, log=False):
     """layout_floor: the file store's layout and two-phase commit without
-    the daemon (bench/layout_floor.c)."""
+    the daemon (bench/layout_floor.c); with log, the same files and names
+    behind one fdatasync of a preallocated log (log_floor)."""
     d = os.path.join(tmp, "floor%d" % random.getrandbits(32))
     os.makedirs(d)
     p = subprocess.run([os.path.join(BIN, "layout_floor"), d, str(size), str(nrcpt), str(conc),
-                        str(DUR)], capture_output=True, text=True, check=True)
+                        str(DUR)] + (["log"] if log else []),
+                       capture_output=True, text=True, check=True)
     shutil.rmtree(d, ignore_errors=True)
     return json.loads(p.stdout)
 
@@ -388,6 +395,8 @@ def load_matrix(tmp, fs="root"):
                         cell["fsync_loop"] = fsync_cell(tmp, size, conc)
                     if "layout_floor" in SERVERS and not spread:
                         cell["layout_floor"] = floor_cell(tmp, size, nrcpt, conc)
+                    if "log_floor" in SERVERS and not spread:
+                        cell["log_floor"] = floor_cell(tmp, size, nrcpt, conc, log=True)
                     if "pgbench" in SERVERS:
                         try:
                             cell["pgbench"] = pgbench_cell(tmp, pg, size, conc, nrcpt, msg)
@@ -477,6 +486,9 @@ def print_cell(c):
         log("    layout_floor %6.0f/s: floor / fsync_loop %.2f, file / floor %.2f"
             % (_rate(c, "layout_floor"), ratio(_rate(c, "layout_floor"), _rate(c, "fsync_loop")),
                ratio(_rate(c, "file"), _rate(c, "layout_floor"))))
+    if "log_floor" in c:
+        log("    log_floor    %6.0f/s: log floor / fsync_loop %.2f"
+            % (_rate(c, "log_floor"), ratio(_rate(c, "log_floor"), _rate(c, "fsync_loop"))))
     for k in ("fcgi_min", "null", "file", "file_gzip", "file_fsync", "pgsql"):
         if k not in c:
             continue

@@ -19,13 +19,23 @@
  * the bound the layout puts on the file store's ratio to that loop; the
  * file store's rate over its own is what the daemon costs above it.
  *
- *   layout_floor DIR SIZE NRCPT CONC SECONDS
+ * With "log" as last argument it measures instead the floor of a commit
+ * the store does not have: the same files and names, none of them
+ * synced on the message's path; the record and the content appended to a
+ * log of the process (LOG_SIZE, written with zeros and synced before the
+ * clock starts, so that an fdatasync writes data only) and made durable
+ * with one fdatasync; a syncfs once a second or when the log is full,
+ * after which it starts again at its beginning.  What a write-ahead log
+ * would gain on this disk, before its recovery and the daemon.
+ *
+ *   layout_floor DIR SIZE NRCPT CONC SECONDS [log]
  *
  * Prints one JSON line: messages, seconds, msgs_per_s, p50_ms, p99_ms.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,18 +44,24 @@
 
 #include "writers.h"
 
+#define LOG_SIZE (8u << 20)
+
 struct args {
 	const char *dir;
 	size_t size;
 	int nrcpt;
+	bool log;
 };
 
-/* A writer's directories, ring and buffer. */
+/* A writer's directories, ring, buffer and (log mode) log. */
 struct writer {
 	const struct args *a;
 	int tfd, ifd, *ufd;
 	struct io_uring ring;
 	char *piece;
+	int logfd;
+	size_t logoff;
+	double synced; /* when the last syncfs began (log mode) */
 };
 
 /* Writes n bytes of piece (repeated) to the new file dirfd/name; its fd. */
@@ -111,7 +127,40 @@ static void *setup(int id, void *arg)
 	w->piece = make_piece(id);
 	if (w->tfd < 0 || w->ifd < 0 || w->piece == NULL || io_uring_queue_init(4, &w->ring, 0) < 0)
 		return NULL;
+	w->logfd = -1;
+	if (w->a->log) {
+		w->logfd = openat(wd, "log", O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		char *zero = calloc(1, PIECE_LEN);
+		for (size_t off = 0; w->logfd >= 0 && zero && off < LOG_SIZE; off += PIECE_LEN)
+			if (pwrite(w->logfd, zero, PIECE_LEN, (off_t)off) != PIECE_LEN)
+				return NULL;
+		free(zero);
+		if (w->logfd < 0 || fsync(w->logfd) < 0 || fsync(wd) < 0)
+			return NULL;
+		w->synced = now_s();
+	}
 	return w;
+}
+
+/* Log mode's durable write: record and content appended, one fdatasync;
+ * a syncfs (the checkpoint) once a second or when the log is full. */
+static int log_append(struct writer *w, int cfd, size_t reclen)
+{
+	size_t len = reclen + w->a->size;
+	if (w->logoff + len > LOG_SIZE || now_s() - w->synced >= 1.0) {
+		w->synced = now_s();
+		if (syncfs(cfd) < 0)
+			return -1;
+		w->logoff = 0;
+	}
+	for (size_t off = 0; off < len;) {
+		size_t k = len - off < PIECE_LEN ? len - off : PIECE_LEN;
+		if (pwrite(w->logfd, w->piece, k, (off_t)(w->logoff + off)) != (ssize_t)k)
+			return -1;
+		off += k;
+	}
+	w->logoff += len;
+	return fdatasync(w->logfd);
 }
 
 /* message_fn: the two phases of the top. */
@@ -122,11 +171,13 @@ static int message(void *state, unsigned long k)
 	char c[48], r[48], name[64];
 	snprintf(c, sizeof c, "%lu.c", k);
 	snprintf(r, sizeof r, "%lu.json", k);
+	size_t reclen = 1024 + 64 * (size_t)nrcpt;
 	int cfd = write_new(w->tfd, c, w->piece, w->a->size);
-	int rfd = cfd < 0 ? -1 : write_new(w->tfd, r, w->piece, 1024 + 64 * (size_t)nrcpt);
+	int rfd = cfd < 0 ? -1 : write_new(w->tfd, r, w->piece, reclen);
 	if (rfd < 0)
 		return 1;
-	if (nrcpt == 1 ? fsync_two(&w->ring, cfd, rfd) < 0 : syncfs(cfd) < 0)
+	if (w->a->log ? log_append(w, cfd, reclen) < 0
+		      : nrcpt == 1 ? fsync_two(&w->ring, cfd, rfd) < 0 : syncfs(cfd) < 0)
 		return 1;
 	for (int i = 0; i < nrcpt; i++) {
 		snprintf(name, sizeof name, "%lu.eml", k);
@@ -139,7 +190,7 @@ static int message(void *state, unsigned long k)
 		if (linkat(w->tfd, r, w->ifd, name, 0) < 0)
 			return 1;
 	}
-	if (nrcpt == 1 ? fsync(w->ufd[0]) < 0 : syncfs(cfd) < 0)
+	if (!w->a->log && (nrcpt == 1 ? fsync(w->ufd[0]) < 0 : syncfs(cfd) < 0))
 		return 1;
 	if (unlinkat(w->tfd, c, 0) < 0 || unlinkat(w->tfd, r, 0) < 0 || close(cfd) < 0 ||
 	    close(rfd) < 0)
@@ -149,11 +200,11 @@ static int message(void *state, unsigned long k)
 
 int main(int argc, char **argv)
 {
-	if (argc != 6) {
-		fprintf(stderr, "usage: layout_floor DIR SIZE NRCPT CONC SECONDS\n");
+	if (argc != 6 && !(argc == 7 && strcmp(argv[6], "log") == 0)) {
+		fprintf(stderr, "usage: layout_floor DIR SIZE NRCPT CONC SECONDS [log]\n");
 		return 2;
 	}
-	struct args a = { argv[1], strtoul(argv[2], NULL, 10), atoi(argv[3]) };
+	struct args a = { argv[1], strtoul(argv[2], NULL, 10), atoi(argv[3]), argc == 7 };
 	if (a.nrcpt < 1)
 		a.nrcpt = 1;
 	int conc = atoi(argv[4]) > 0 ? atoi(argv[4]) : 1;

@@ -44,13 +44,16 @@ static char *make_piece(int id)
 	return piece;
 }
 
-/* One writer process: messages until the deadline, each one's latency in
- * ms to out as one binary double. */
-static int writer_loop(int id, double until, FILE *out, setup_fn setup, message_fn message,
+/* One writer process: its setup, then (once the parent has seen every
+ * writer ready and sent the deadline on go) messages until the deadline,
+ * each one's latency in ms to out as one binary double. */
+static int writer_loop(int id, int ready, int go, FILE *out, setup_fn setup, message_fn message,
 		       void *arg)
 {
 	void *state = setup(id, arg);
-	if (state == NULL)
+	char ok = state != NULL;
+	double until;
+	if (write(ready, &ok, 1) != 1 || !ok || read(go, &until, sizeof until) != sizeof until)
 		return 1;
 	for (unsigned long k = 0;; k++) {
 		double t0 = now_s();
@@ -63,15 +66,16 @@ static int writer_loop(int id, double until, FILE *out, setup_fn setup, message_
 	}
 }
 
-/* Runs conc writers for secs seconds and prints messages, seconds,
- * msgs_per_s, p50_ms and p99_ms as one JSON line.  The exit status. */
+/* Runs conc writers for secs seconds, counted from when all are set up,
+ * and prints messages, seconds, msgs_per_s, p50_ms and p99_ms as one
+ * JSON line.  The exit status. */
 static int run_writers(const char *prog, int conc, double secs, setup_fn setup,
 		       message_fn message, void *arg)
 {
 	FILE *lat = tmpfile();
-	if (lat == NULL)
+	int ready[2], go[2];
+	if (lat == NULL || pipe(ready) < 0 || pipe(go) < 0)
 		return 1;
-	double t0 = now_s(), until = t0 + secs;
 	for (int i = 0; i < conc; i++) {
 		if (fork() == 0) {
 			/* each child appends whole records; O_APPEND keeps them apart */
@@ -79,12 +83,22 @@ static int run_writers(const char *prog, int conc, double secs, setup_fn setup,
 			fcntl(fd, F_SETFL, O_APPEND | O_WRONLY);
 			FILE *out = fdopen(fd, "a");
 			setvbuf(out, NULL, _IOFBF, 8192 * sizeof(double));
-			int r = writer_loop(i, until, out, setup, message, arg);
+			int r = writer_loop(i, ready[1], go[0], out, setup, message, arg);
 			fflush(out);
 			_exit(r);
 		}
 	}
-	int st, bad = 0;
+	close(ready[1]);
+	int bad = 0;
+	for (int i = 0; i < conc; i++) {
+		char ok = 0;
+		bad |= read(ready[0], &ok, 1) != 1 || !ok;
+	}
+	double t0 = now_s(), until = t0 + secs;
+	for (int i = 0; i < conc; i++)
+		bad |= write(go[1], &until, sizeof until) != sizeof until;
+	close(go[1]);
+	int st;
 	while (wait(&st) > 0)
 		bad |= !WIFEXITED(st) || WEXITSTATUS(st) != 0;
 	double el = now_s() - t0;
