@@ -317,11 +317,9 @@ static int open_rel(struct fstore *fs, const char *relpath, bool create, int *ou
 	strcpy(rel, relpath);
 	if (split_rel(rel, &domain, &local) < 0)
 		return qerr_perm(e, "file store: bad directory name '%.80s'", relpath);
-	domain[strlen(domain)] = '/';
-	*out = open_rel_at_once(fs, rel);
+	*out = open_rel_at_once(fs, relpath);
 	if (*out >= 0)
 		return 0;
-	split_rel(rel, &domain, &local);
 	int dfd, r = open_subdir(fs->usersfd, domain, create, !fs->syncfs, &dfd, e);
 	if (r == 0) {
 		r = open_subdir(dfd, local, create, !fs->syncfs, out, e);
@@ -872,72 +870,71 @@ static int link_content(struct fput *p, int ufd, const char *id, struct qerr *e)
 	return 0;
 }
 
-/* Points ids/<xx>/<id> at the user directory.  The index is not synced
- * here (see the top). */
-static int make_id_link(struct fstore *fs, const char *id, const char *rel, struct qerr *e)
+/* Makes the name name in dirfd for an ids entry (link_id, make_id_link);
+ * 0, or -1 with errno. */
+typedef int (*ids_maker)(struct fstore *fs, const char *arg, int dirfd, const char *name);
+
+static int make_symlink(struct fstore *fs, const char *target, int dirfd, const char *name)
 {
-	char xx[3] = { id[0], id[1], '\0' };
-	char tmp[64];
-	int xfd;
-	if (open_subdir(fs->idsfd, xx, true, !fs->syncfs, &xfd, e) != 0)
-		return -1;
-	char *target = xasprintf("../../users/%s", rel);
-	int r = 0;
-	if (symlinkat(target, xfd, id) == 0) {
-		/* the usual case: no link of that id yet */
-	} else if (errno != EEXIST) {
-		r = io_err(e, "cannot create link for", id);
-	} else {
-		/* a leftover: replaced in one step */
-		tmp_name(fs, tmp, sizeof tmp);
-		if (symlinkat(target, xfd, tmp) < 0) {
-			r = io_err(e, "cannot create link for", id);
-		} else if (renameat(xfd, tmp, xfd, id) < 0) {
-			r = io_err(e, "cannot create link for", id);
-			unlinkat(xfd, tmp, 0);
-		}
-	}
-	free(target);
-	close(xfd);
-	return r;
+	(void)fs;
+	return symlinkat(target, dirfd, name);
 }
 
-/* Makes ids/<xx>/<id> a link of the message record rec in tmp/ (no new
- * inode: the record names the entry's recipient, hence its directory).
- * A leftover of that name is replaced in one step.  Not synced here (see
- * the top). */
-static int link_id(struct fstore *fs, const char *id, const char *rec, struct qerr *e)
+static int make_hardlink(struct fstore *fs, const char *rec, int dirfd, const char *name)
+{
+	return linkat(fs->tmpfd, rec, dirfd, name, 0);
+}
+
+/* Makes ids/<xx>/<id> with make, a leftover of that name replaced in one
+ * step (made under a temporary name, renamed over it).  The ids/<xx>
+ * directories stay open in fs->idsdir; one removed under the process (by
+ * hand) is made again.  Not synced here (see the top). */
+static int make_ids_entry(struct fstore *fs, const char *id, ids_maker make, const char *arg,
+			  struct qerr *e)
 {
 	char xx[3] = { id[0], id[1], '\0' };
 	char tmp[64];
-	unsigned slot = (unsigned)strtoul(xx, NULL, 16) & 255;
-	int *xfd = &fs->idsdir[slot];
+	int *xfd = &fs->idsdir[strtoul(xx, NULL, 16) & 255];
 	if (*xfd < 0 && open_subdir(fs->idsfd, xx, true, !fs->syncfs, xfd, e) != 0)
 		return -1;
-	int r = linkat(fs->tmpfd, rec, *xfd, id, 0);
+	int r = make(fs, arg, *xfd, id);
 	if (r < 0 && errno == ENOENT) {
-		/* the directory kept open was removed (by hand): made again */
 		close(*xfd);
 		*xfd = -1;
 		if (open_subdir(fs->idsfd, xx, true, !fs->syncfs, xfd, e) != 0)
 			return -1;
-		r = linkat(fs->tmpfd, rec, *xfd, id, 0);
+		r = make(fs, arg, *xfd, id);
 	}
-	if (r == 0) {
-		/* the usual case: no link of that id yet */
-	} else if (errno != EEXIST) {
-		r = io_err(e, "cannot create link for", id);
-	} else {
-		tmp_name(fs, tmp, sizeof tmp);
-		r = 0;
-		if (linkat(fs->tmpfd, rec, *xfd, tmp, 0) < 0) {
-			r = io_err(e, "cannot create link for", id);
-		} else if (renameat(*xfd, tmp, *xfd, id) < 0) {
-			r = io_err(e, "cannot create link for", id);
-			unlinkat(*xfd, tmp, 0);
-		}
+	if (r == 0)
+		return 0; /* the usual case: no entry of that id yet */
+	if (errno != EEXIST)
+		return io_err(e, "cannot create link for", id);
+	tmp_name(fs, tmp, sizeof tmp);
+	if (make(fs, arg, *xfd, tmp) < 0)
+		return io_err(e, "cannot create link for", id);
+	if (renameat(*xfd, tmp, *xfd, id) < 0) {
+		io_err(e, "cannot create link for", id);
+		unlinkat(*xfd, tmp, 0);
+		return -1;
 	}
+	return 0;
+}
+
+/* Points ids/<xx>/<id> at the user directory rel with a symlink, as a
+ * search that found an entry without its ids entry makes it again. */
+static int make_id_link(struct fstore *fs, const char *id, const char *rel, struct qerr *e)
+{
+	char *target = xasprintf("../../users/%s", rel);
+	int r = make_ids_entry(fs, id, make_symlink, target, e);
+	free(target);
 	return r;
+}
+
+/* Makes ids/<xx>/<id> a link of the message record rec in tmp/ (no new
+ * inode: the record names the entry's recipient, hence its directory). */
+static int link_id(struct fstore *fs, const char *id, const char *rec, struct qerr *e)
+{
+	return make_ids_entry(fs, id, make_hardlink, rec, e);
 }
 
 /* Writes the message records of a commit to tmp/ (one per RECORD_RCPTS
