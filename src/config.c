@@ -53,7 +53,7 @@ static const char *const facility_values[] = {
 };
 static const char *const backend_values[] = { "file", "pgsql", "null", NULL };
 static const char *const compress_values[] = { "none", "gzip", NULL };
-static const char *const file_sync_values[] = { "auto", "syncfs", "fsync", NULL };
+static const char *const file_sync_values[] = { "auto", "log", "syncfs", "fsync", NULL };
 static const char *const transport_values[] = { "smtp", "sendmail", NULL };
 static int check_hostport(const char *v, struct qerr *e);
 static int check_sender(const char *v, struct qerr *e);
@@ -107,7 +107,7 @@ static const struct key_row rows[] = {
 	      "Compression of stored messages in the file store: none or gzip."),
 	  .values = compress_values },
 	{ ROW(file_sync, K_ENUM, "enum", "auto",
-	      "How the file store makes a message durable: syncfs (its file system synced twice per message, whatever the number of recipients), fsync (each file and directory, 2 + N for N recipients) or auto (fsync for one recipient, syncfs for more; on ext4 without a journal syncfs then fsync; see the man page)."),
+	      "How the file store makes a message durable: log (one record in a write-ahead log and one flush per message, whatever the number of recipients; a crash's lost names are made again from it), syncfs (no log: the store's file system synced twice per message), fsync (no log: each file and directory, 2 + N for N recipients) or auto (log; see the man page)."),
 	  .values = file_sync_values },
 	{ ROW(pgsql_conninfo, K_STRING, "string", "",
 	      "PostgreSQL connection string for the pgsql backend, e.g. \"dbname=quarantine user=quarantine\"."), },

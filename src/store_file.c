@@ -38,6 +38,9 @@
  *                                    with each commit; a lookup that finds
  *                                    no usable entry (after a crash)
  *                                    searches users/ and makes it again
+ *   <root>/wal/                      the write-ahead log: two files per
+ *                                    process that stores
+ *                                    (store_file_wal.c)
  *
  * An entry exists if and only if its .json and its content exist.  The .json file's
  * modification time is the entry's received_at (set with futimens when it
@@ -53,9 +56,45 @@
  * users/ and ids/ start with ".tmp.<pid>.", which no address or ID can
  * produce.  Directories are created mode 0700, files 0600.
  *
- * Writing follows the maildir discipline.  The message streams into a
- * file in tmp/.  Commit works in two phases, each a batch of operations
- * followed by the fsyncs that make them durable:
+ * The message streams into a file in tmp/.  Commit then goes through a
+ * write-ahead log (file_sync = auto or log, the default), so that a
+ * message costs one synchronous flush whatever its number of recipients:
+ *
+ *  1. look at each recipient's directory (made if missing, not synced):
+ *     an entry that exists already is left out, since an entry that can
+ *     be seen is durable in this store (below);
+ *  2. write the message record to tmp/ (not synced), and append one
+ *     record to this process's log: the records' text, every new entry's
+ *     directory and id, and the content, copied in by the kernel; one
+ *     fdatasync makes it durable.  A put whose entries all exist writes
+ *     nothing;
+ *  3. make the names without syncing anything: the ids entry, the
+ *     content linked in as <id>.eml, the record as <id>.json (link, not
+ *     rename: an entry committed meanwhile by another worker is never
+ *     overwritten).
+ *
+ * The answer follows step 3.  Until a checkpoint the log record stands
+ * for the names: the log's thread makes the whole file system durable
+ * (syncfs, then a flush) off the request path, about once a second, and
+ * only then retires the records.  After a crash or a power cut, opening
+ * the store (the daemon's workers, every CLI command) replays the logs of
+ * processes that are gone: each entry of each whole record whose
+ * metadata does not read back, or whose content is missing or differs
+ * from the record's (size and crc32), is made anew from the record; then
+ * everything is synced and the log removed.  Names are therefore only
+ * ever seen once their record is durable, and a replayed entry is synced
+ * before its record goes: what can be seen is durable.  A torn record at
+ * a log's end was never answered 200, and is not replayed.  One thing a
+ * replay cannot know: an entry deleted within the second or so between
+ * its arrival and the checkpoint comes back if the worker dies (or the
+ * power fails) before that checkpoint.  Nothing is lost that way; a
+ * deleted entry may return.  If naming fails after the record is
+ * durable, the names made are removed and the record voided, and the put
+ * fails as a whole.
+ *
+ * Without the log (file_sync = fsync or syncfs) commit follows the
+ * maildir discipline, in two phases, each a batch of operations followed
+ * by the fsyncs that make them durable:
  *
  *  1. write the message record to a new file in tmp/ (one per
  *     RECORD_RCPTS recipients), and for each recipient make its directory
@@ -132,6 +171,7 @@
 #include "config.h"
 #include "log.h"
 #include "store_file_digest.h"
+#include "store_file_wal.h"
 #include "sync_batch.h"
 
 #define READ_CHUNK 65536
@@ -151,8 +191,12 @@ struct fstore {
 	bool no_openat2;    /* the kernel (or a seccomp filter) refused openat2 */
 	unsigned long counter;
 	bool gzip;  /* compress = gzip: new content is stored deflated */
-	enum { SYNC_FSYNC, SYNC_SYNCFS, SYNC_MIXED, SYNC_SYNCFS_FLUSH } sync; /* file_sync */
-	bool syncfs; /* the commit under way ends its phases in one syncfs */
+	enum { SYNC_FSYNC, SYNC_SYNCFS, SYNC_SYNCFS_FLUSH, SYNC_LOG } sync; /* file_sync */
+	bool syncfs; /* the commit under way syncs no directory it makes (a
+		      * syncfs, or the log's checkpoint, covers them) */
+	bool no_journal;    /* the log's file system needs syncfs for new blocks */
+	int walfd;          /* wal/, once opened */
+	struct wal *wal;    /* this process's log, from its first commit */
 };
 
 struct fput {
@@ -161,6 +205,8 @@ struct fput {
 	char name[80];
 	z_stream *z;          /* deflating into fd, or NULL */
 	unsigned char *zout;  /* GZ_OUT bytes of deflate output */
+	uint64_t len;         /* bytes written to fd, as stored */
+	uint32_t crc;         /* their crc32, for the log record */
 };
 
 /* An I/O failure: temporary, since a retry may find space or a disk. */
@@ -607,40 +653,36 @@ static int mkdir_root(const char *root, struct qerr *e)
 }
 
 /*
- * How commits make their phases durable (file_sync): an fsync of each
- * file and directory, or one syncfs of the store's file system.  auto
- * takes syncfs for messages to several recipients where the file system
- * can be trusted with it, and fsync for one recipient: three files are
- * cheaper to fsync than a whole file system is to sync (measured in
- * BENCHMARKS.md), and their phases still wait for the disk twice.
+ * How commits make a message durable (file_sync).  log (and auto): one
+ * record in this process's write-ahead log, one fdatasync, whatever the
+ * number of recipients (see the top).  fsync and syncfs: the two-phase
+ * commit without a log, its phases made durable by an fsync of each file
+ * and directory, or by one syncfs of the store's file system.
  *
- * ext4 without a journal can be trusted with neither alone.  Its fsync
- * writes a file's inode and blocks but not the block group's descriptor
- * and bitmaps, so after a power cut e2fsck takes a new inode for one in
- * the group's unused area and drops it, and the names pointing at it
- * (seen in the power-cut suite); its syncfs writes all of those but
- * flushes the disk's cache before its last writes.  So there every
- * phase is a syncfs followed by an fsync, whose flush comes after.
+ * ext4 without a journal can be trusted with neither fsync nor syncfs
+ * alone.  Its fsync writes a file's inode and blocks but not the block
+ * group's descriptor and bitmaps, so after a power cut e2fsck takes a new
+ * inode for one in the group's unused area and drops it, and the names
+ * pointing at it (seen in the power-cut suite); its syncfs writes all of
+ * those but flushes the disk's cache before its last writes.  So there
+ * the two-phase commit ends each phase with a syncfs followed by an
+ * fsync, whose flush comes after, and the log makes its new files and
+ * its growth durable the same way (store_file_wal.c).  An ext4 whose
+ * journal cannot be found is treated the same.
  */
-static int choose_sync(const struct fstore *fs, const char *mode)
+static int choose_sync(struct fstore *fs, const char *mode)
 {
 	char why[128];
+	enum sync_fs_kind kind = sync_batch_fs_kind(fs->rootfd, why, sizeof why);
+	bool sound = kind == SYNC_FS_SOUND;
+	fs->no_journal = !sound;
 	if (mode != NULL && strcmp(mode, "fsync") == 0)
 		return SYNC_FSYNC;
 	if (mode != NULL && strcmp(mode, "syncfs") == 0)
-		return SYNC_SYNCFS;
-	switch (sync_batch_fs_kind(fs->rootfd, why, sizeof why)) {
-	case SYNC_FS_SOUND:
-		log_msg(LOG_DEBUG, "file store: file_sync auto: %s, syncfs for several recipients",
-			why);
-		return SYNC_MIXED;
-	case SYNC_FS_NO_JOURNAL:
-		log_msg(LOG_DEBUG, "file store: file_sync auto: %s, syncfs and a flush", why);
-		return SYNC_SYNCFS_FLUSH;
-	default:
-		log_msg(LOG_DEBUG, "file store: file_sync auto: %s, fsync of each file", why);
-		return SYNC_FSYNC;
-	}
+		return sound ? SYNC_SYNCFS : SYNC_SYNCFS_FLUSH;
+	log_msg(LOG_DEBUG, "file store: file_sync %s: %s, write-ahead log%s",
+		mode != NULL ? mode : "auto", why, sound ? "" : " with syncfs for new blocks");
+	return SYNC_LOG;
 }
 
 static void file_close(void *state)
@@ -648,7 +690,9 @@ static void file_close(void *state)
 	struct fstore *fs = state;
 	if (fs == NULL)
 		return;
-	int fds[] = { fs->rootfd, fs->tmpfd, fs->usersfd, fs->idsfd };
+	if (fs->pid == (long)getpid())
+		wal_close(fs->wal); /* a forked child's copy is its parent's to close */
+	int fds[] = { fs->rootfd, fs->tmpfd, fs->usersfd, fs->idsfd, fs->walfd };
 	for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
 		if (fds[i] >= 0)
 			close(fds[i]);
@@ -658,6 +702,8 @@ static void file_close(void *state)
 	free(fs->root);
 	free(fs);
 }
+
+static void recover(struct fstore *fs);
 
 static int file_open(void **state, const struct config *c, struct qerr *e)
 {
@@ -669,7 +715,7 @@ static int file_open(void **state, const struct config *c, struct qerr *e)
 	struct fstore *fs = xcalloc(1, sizeof *fs);
 	fs->root = xstrdup(c->file_root);
 	fs->gzip = c->compress != NULL && strcmp(c->compress, "gzip") == 0;
-	fs->tmpfd = fs->usersfd = fs->idsfd = -1;
+	fs->tmpfd = fs->usersfd = fs->idsfd = fs->walfd = -1;
 	for (size_t i = 0; i < 256; i++)
 		fs->idsdir[i] = -1;
 	fs->pid = (long)getpid();
@@ -687,6 +733,7 @@ static int file_open(void **state, const struct config *c, struct qerr *e)
 	}
 	clean_tmp(fs);
 	fs->sync = choose_sync(fs, c->file_sync);
+	recover(fs);
 	*state = fs;
 	return 0;
 }
@@ -703,7 +750,8 @@ static int file_put_begin(void *state, void **put, struct qerr *e)
 	for (size_t i = 0; i < sizeof rnd; i++)
 		len += snprintf(p->name + len, sizeof p->name - (size_t)len, "%02x", rnd[i]);
 	p->fs = fs;
-	p->fd = openat(fs->tmpfd, p->name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+	/* read too: the log's record copies the content from it */
+	p->fd = openat(fs->tmpfd, p->name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
 		       0600);
 	if (p->fd < 0) {
 		io_err(e, "cannot create tmp/", p->name);
@@ -742,6 +790,8 @@ static int gz_pump(struct fput *p, int flush, struct qerr *e)
 		size_t have = GZ_OUT - z->avail_out;
 		if (have > 0 && write_full(p->fd, p->zout, have) < 0)
 			return io_err(e, "cannot write tmp/", p->name);
+		p->crc = (uint32_t)crc32(p->crc, p->zout, (uInt)have);
+		p->len += have;
 		if (flush == Z_FINISH ? zr == Z_STREAM_END : z->avail_out != 0)
 			return 0;
 	}
@@ -766,6 +816,10 @@ static int file_put_write(void *put, const void *data, size_t n, struct qerr *e)
 	}
 	if (write_full(p->fd, data, n) < 0)
 		return io_err(e, "cannot write tmp/", p->name);
+	for (size_t off = 0; off < n; off += 1u << 30) /* crc32's length is 32 bits */
+		p->crc = (uint32_t)crc32(p->crc, (const unsigned char *)data + off,
+					 (uInt)(n - off < (1u << 30) ? n - off : (1u << 30)));
+	p->len += n;
 	return 0;
 }
 
@@ -852,22 +906,29 @@ static void rollback(struct fstore *fs, struct made *mk, size_t n)
  * leftover (of a crash, or of an older version that named the content
  * before it was durable) and is replaced: never trusted to hold the
  * bytes. */
-static int link_content(struct fput *p, int ufd, const char *id, struct qerr *e)
+static int link_content_from(int tmpfd, const char *src, bool gz, int ufd, const char *id,
+			     struct qerr *e)
 {
 	char name[ENTRY_ID_LEN + 8];
-	content_name(name, sizeof name, id, p->z == NULL);
+	content_name(name, sizeof name, id, !gz);
 	if (unlinkat(ufd, name, 0) < 0 && errno != ENOENT)
 		return io_err(e, "cannot replace", name);
-	content_name(name, sizeof name, id, p->z != NULL);
-	if (linkat(p->fs->tmpfd, p->name, ufd, name, 0) == 0)
+	content_name(name, sizeof name, id, gz);
+	if (linkat(tmpfd, src, ufd, name, 0) == 0)
 		return 0;
 	if (errno != EEXIST)
 		return io_err(e, "cannot link", name);
 	if (unlinkat(ufd, name, 0) < 0 && errno != ENOENT)
 		return io_err(e, "cannot replace", name);
-	if (linkat(p->fs->tmpfd, p->name, ufd, name, 0) < 0)
+	if (linkat(tmpfd, src, ufd, name, 0) < 0)
 		return io_err(e, "cannot link", name);
 	return 0;
+}
+
+/* link_content_from for the upload of p. */
+static int link_content(struct fput *p, int ufd, const char *id, struct qerr *e)
+{
+	return link_content_from(p->fs->tmpfd, p->name, p->z != NULL, ufd, id, e);
 }
 
 /* Makes the name name in dirfd for an ids entry (link_id, make_id_link);
@@ -938,10 +999,13 @@ static int link_id(struct fstore *fs, const char *id, const char *rec, struct qe
 }
 
 /* Writes the message records of a commit to tmp/ (one per RECORD_RCPTS
- * recipients) and hands them to sb; rc->made counts those written, for
- * the caller to unlink. */
+ * recipients) and hands them to sb, or closes them (sb NULL: the log
+ * holds them); rc->made counts those written, for the caller to unlink.
+ * With payload, each record's text is also appended to it (u32 length,
+ * text) for the log. */
 static int write_records(struct fput *p, const struct qmeta *m, char *const *ids,
-			 struct records *rc, struct sync_batch *sb, struct qerr *e)
+			 struct records *rc, struct sync_batch *sb, struct buf *payload,
+			 struct qerr *e)
 {
 	struct fstore *fs = p->fs;
 	struct qentry qe;
@@ -959,10 +1023,19 @@ static int write_records(struct fput *p, const struct qmeta *m, char *const *ids
 		int jfd;
 		int r = write_tmp_named(fs->tmpfd, rc->name[k], json, m->received_at, &jfd,
 					!fs->syncfs, e);
+		if (r == 0 && payload != NULL) {
+			uint32_t len = (uint32_t)strlen(json);
+			buf_append(payload, &len, sizeof len);
+			buf_append(payload, json, len);
+		}
 		free(json);
 		if (r < 0)
 			return -1;
 		rc->made++;
+		if (sb == NULL) {
+			close(jfd);
+			continue;
+		}
 		char what[96];
 		snprintf(what, sizeof what, "tmp/%s", rc->name[k]);
 		if (sync_batch_add(sb, jfd, what, e) < 0)
@@ -972,10 +1045,11 @@ static int write_records(struct fput *p, const struct qmeta *m, char *const *ids
 }
 
 /* Hands a user directory's descriptor to sb (a copy: the caller keeps
- * its own); nothing to hand to a whole-file-system batch that has one. */
+ * its own); nothing to hand to a whole-file-system batch that has one,
+ * nor without a batch (the log's commit). */
 static int batch_user_dir(struct sync_batch *sb, int ufd, const char *rel, struct qerr *e)
 {
-	if (sb->whole_fs && sb->n > 0)
+	if (sb == NULL || (sb->whole_fs && sb->n > 0))
 		return 0;
 	int fd = fcntl(ufd, F_DUPFD_CLOEXEC, 0);
 	if (fd < 0)
@@ -985,14 +1059,13 @@ static int batch_user_dir(struct sync_batch *sb, int ufd, const char *rel, struc
 	return sync_batch_add(sb, fd, what, e);
 }
 
-/* First phase for one recipient: the entry's directory (made if new)
- * and its ids link to the message record, which leads nowhere until the
- * .json exists.  An entry stored before (a retry) is skipped, its
- * directory still synced: the first attempt may not have finished
- * syncing it yet.  With keep, the user directory stays open in w->ufd
- * for phase 2. */
-static int prepare_one(struct fput *p, const char *rcpt, const char *id, const char *rec,
-		       struct made *w, bool keep, struct sync_batch *sb, struct qerr *e)
+/* Looks at one recipient's directory (made if new): an entry stored
+ * before (a retry) is marked skip, its directory handed to sb (the first
+ * attempt may not have finished syncing it yet), and a .json without
+ * content marked repair.  With keep, the user directory stays open in
+ * w->ufd for the publication. */
+static int look_one(struct fput *p, const char *rcpt, const char *id, const char *rec,
+		    struct made *w, bool keep, struct sync_batch *sb, struct qerr *e)
 {
 	struct fstore *fs = p->fs;
 	char name[ENTRY_ID_LEN + 8];
@@ -1024,7 +1097,19 @@ static int prepare_one(struct fput *p, const char *rcpt, const char *id, const c
 		w->ufd = ufd;
 	else
 		close(ufd);
-	if (link_id(fs, id, rec, e) < 0)
+	return 0;
+}
+
+/* First phase for one recipient: look_one, then its ids link to the
+ * message record, which leads nowhere until the .json exists. */
+static int prepare_one(struct fput *p, const char *rcpt, const char *id, const char *rec,
+		       struct made *w, bool keep, struct sync_batch *sb, struct qerr *e)
+{
+	if (look_one(p, rcpt, id, rec, w, keep, sb, e) < 0)
+		return -1;
+	if (w->skip)
+		return 0;
+	if (link_id(p->fs, id, rec, e) < 0)
 		return -1;
 	w->link = true;
 	return 0;
@@ -1067,44 +1152,49 @@ static int publish_one(struct fstore *fs, struct fput *p, struct made *w, struct
 	return r;
 }
 
-/*
- * Commits in the two phases described at the top.  Each phase first does
- * its namespace operations for every recipient, collecting what they
- * touched in a sync batch, then fsyncs the batch at once: the disk sees
- * the phase's writes together, and the wait is for the slowest of them
- * rather than for their sum.  Nothing of phase 2 starts before phase 1's
- * flush has returned.
- */
-static int file_put_commit(void *put, const struct qmeta *m, char *const *ids,
-			   size_t *created, struct qerr *e)
+/* What every commit does last, whatever its outcome: the message records
+ * leave tmp/ (their links stay), directories kept open are closed, and
+ * the upload goes. */
+static void commit_done(struct fput *p, struct made *mk, size_t n, struct records *rc)
 {
-	struct fput *p = put;
-	*created = 0;
-	if (p->z) {
-		p->z->next_in = NULL;
-		p->z->avail_in = 0;
-		if (gz_pump(p, Z_FINISH, e) < 0) {
-			put_free(p);
-			return -1;
-		}
-	}
+	for (size_t k = 0; k < rc->made; k++)
+		unlinkat(p->fs->tmpfd, rc->name[k], 0);
+	free(rc->name);
+	for (size_t j = 0; j < n; j++)
+		if (mk[j].ufd >= 0)
+			close(mk[j].ufd);
+	free(mk);
+	put_free(p);
+}
+
+/*
+ * Commits in the two phases described at the top (file_sync = fsync or
+ * syncfs).  Each phase first does its namespace operations for every
+ * recipient, collecting what they touched in a sync batch, then fsyncs
+ * the batch at once: the disk sees the phase's writes together, and the
+ * wait is for the slowest of them rather than for their sum.  Nothing of
+ * phase 2 starts before phase 1's flush has returned.
+ */
+static int commit_two_phase(struct fput *p, const struct qmeta *m, char *const *ids,
+			    size_t *created, struct qerr *e)
+{
 	start_writeback(p->fd);
 	struct made *mk = xcalloc(m->nrcpt ? m->nrcpt : 1, sizeof *mk);
 	for (size_t j = 0; j < m->nrcpt; j++)
 		mk[j].ufd = -1;
 	struct fstore *fs = p->fs;
-	fs->syncfs = fs->sync == SYNC_SYNCFS || fs->sync == SYNC_SYNCFS_FLUSH ||
-		     (fs->sync == SYNC_MIXED && m->nrcpt > 1);
+	/* file_sync = log without its log: one syncfs per phase */
+	fs->syncfs = fs->sync != SYNC_FSYNC;
 	struct sync_batch sb;
 	sync_batch_init(&sb, fs->syncfs);
-	sb.flush_after = fs->sync == SYNC_SYNCFS_FLUSH;
+	sb.flush_after = fs->sync == SYNC_SYNCFS_FLUSH || (fs->sync == SYNC_LOG && fs->no_journal);
 	char what[96];
 	snprintf(what, sizeof what, "tmp/%s", p->name);
 	int cfd = fcntl(p->fd, F_DUPFD_CLOEXEC, 0);
 	int r = cfd < 0 ? io_err(e, "cannot sync tmp/", p->name) : sync_batch_add(&sb, cfd, what, e);
 	struct records rc = { 0 };
 	if (r == 0)
-		r = write_records(p, m, ids, &rc, &sb, e);
+		r = write_records(p, m, ids, &rc, &sb, NULL, e);
 	size_t i;
 	for (i = 0; r == 0 && i < m->nrcpt; i++)
 		r = prepare_one(p, m->rcpt[i], ids[i], rc.name[i / RECORD_RCPTS], &mk[i],
@@ -1121,15 +1211,379 @@ static int file_put_commit(void *put, const struct qmeta *m, char *const *ids,
 		rollback(p->fs, mk, i);
 		*created = 0;
 	}
-	for (size_t k = 0; k < rc.made; k++)
-		unlinkat(p->fs->tmpfd, rc.name[k], 0);
-	free(rc.name);
-	for (size_t j = 0; j < m->nrcpt; j++)
-		if (mk[j].ufd >= 0)
-			close(mk[j].ufd);
-	free(mk);
-	put_free(p);
+	commit_done(p, mk, m->nrcpt, &rc);
 	return r;
+}
+
+/* A log record's payload (see the top): "RQE2", flags (1: gzip content),
+ * the message records (count, then each as u32 length and text), then
+ * the new entries (count, then each as u16 length and its directory,
+ * its id, u32 index of its record). */
+#define PAYLOAD_MAGIC 0x32455152u /* "RQE2" */
+
+/* Opens the write-ahead log of this process on its first commit. */
+static int wal_ready(struct fstore *fs, struct qerr *e)
+{
+	if (fs->wal != NULL)
+		return 0;
+	if (fs->walfd < 0 && open_subdir(fs->rootfd, "wal", true, true, &fs->walfd, e) != 0)
+		return -1;
+	return wal_open(&fs->wal, fs->rootfd, fs->walfd, fs->no_journal, e);
+}
+
+/* Appends the new entries of mk to a payload whose records are in it. */
+static void payload_entries(struct buf *b, const struct made *mk, size_t n, uint32_t todo)
+{
+	buf_append(b, &todo, sizeof todo);
+	for (size_t i = 0; i < n; i++) {
+		if (mk[i].skip)
+			continue;
+		uint16_t rl = (uint16_t)strlen(mk[i].rel);
+		uint32_t k = (uint32_t)(i / RECORD_RCPTS);
+		buf_append(b, &rl, sizeof rl);
+		buf_append(b, mk[i].rel, rl);
+		buf_append(b, mk[i].id, ENTRY_ID_LEN);
+		buf_append(b, &k, sizeof k);
+	}
+}
+
+/*
+ * Commits through the write-ahead log (file_sync = log or auto), as the
+ * top describes: look at each recipient, write the records to tmp/,
+ * append one log record (entries, records, content) made durable by one
+ * fdatasync, then make the names without syncs.  Entries that exist
+ * already are left out (visible means durable in this store); a put
+ * whose entries all exist writes nothing.  The log is held from the
+ * append to the end of the names, so that a checkpoint never retires a
+ * record whose names are not all made.
+ */
+static int commit_logged(struct fput *p, const struct qmeta *m, char *const *ids,
+			 size_t *created, struct qerr *e)
+{
+	struct fstore *fs = p->fs;
+	size_t n = m->nrcpt;
+	struct made *mk = xcalloc(n ? n : 1, sizeof *mk);
+	for (size_t j = 0; j < n; j++)
+		mk[j].ufd = -1;
+	fs->syncfs = true; /* new directories: the checkpoint's syncfs, or a replay */
+	struct records rc = { 0 };
+	uint32_t todo = 0;
+	int r = 0;
+	for (size_t j = 0; r == 0 && j < n; j++) {
+		r = look_one(p, m->rcpt[j], ids[j], NULL, &mk[j], j < KEEP_DIRS, NULL, e);
+		todo += r == 0 && !mk[j].skip;
+	}
+	struct buf pl = { 0 };
+	uint32_t head[3] = { PAYLOAD_MAGIC, p->z != NULL ? 1u : 0u, 0 };
+	buf_append(&pl, head, sizeof head);
+	if (r == 0 && todo > 0)
+		r = write_records(p, m, ids, &rc, NULL, &pl, e);
+	if (r == 0 && todo > 0) {
+		head[2] = (uint32_t)rc.n;
+		memcpy(pl.data, head, sizeof head);
+		payload_entries(&pl, mk, n, todo);
+	}
+	size_t i = 0;
+	if (r == 0 && todo > 0) {
+		wal_lock(fs->wal);
+		r = wal_append(fs->wal, pl.data, pl.len, p->fd, p->len, p->crc, e);
+		for (; r == 0 && i < n; i++) {
+			if (mk[i].skip)
+				continue;
+			mk[i].rec = rc.name[i / RECORD_RCPTS];
+			r = link_id(fs, mk[i].id, mk[i].rec, e);
+			mk[i].link = r == 0;
+			if (r == 0)
+				r = publish_one(fs, p, &mk[i], NULL, created, e);
+		}
+		if (r < 0 && i > 0) {
+			rollback(fs, mk, i);
+			wal_void_last(fs->wal);
+		}
+		wal_unlock(fs->wal);
+	}
+	if (r < 0)
+		*created = 0;
+	buf_free(&pl);
+	commit_done(p, mk, n, &rc);
+	return r;
+}
+
+/* Ends the upload (the gzip trailer) and commits it through the log, or
+ * in two phases when file_sync says so or the log cannot be had. */
+static int file_put_commit(void *put, const struct qmeta *m, char *const *ids,
+			   size_t *created, struct qerr *e)
+{
+	struct fput *p = put;
+	*created = 0;
+	if (p->z) {
+		p->z->next_in = NULL;
+		p->z->avail_in = 0;
+		if (gz_pump(p, Z_FINISH, e) < 0) {
+			put_free(p);
+			return -1;
+		}
+	}
+	if (p->fs->sync == SYNC_LOG) {
+		struct qerr le;
+		qerr_clear(&le);
+		if (wal_ready(p->fs, &le) == 0)
+			return commit_logged(p, m, ids, created, e);
+		/* no log (a full or read-only wal/): the commit without one is
+		 * as safe, only slower; tried again with the next message */
+		log_msg(LOG_WARNING, "%s; this message is committed without the log", le.msg);
+	}
+	return commit_two_phase(p, m, ids, created, e);
+}
+
+/* What replay_record needs of the store and the record it replays. */
+struct replay {
+	struct fstore *fs;
+	const struct wal_record *r;
+	bool gz;
+	char content[64];     /* the content copied out of the log into tmp/, once */
+	char (*recname)[64];  /* each message record written to tmp/, once */
+	const char **rectext; /* and its text in the payload */
+	uint32_t *reclen;
+	size_t nrec;
+	size_t entries;
+};
+
+/* Copies the record's content out of the log into a new file in tmp/. */
+static int replay_content(struct replay *x, struct qerr *e)
+{
+	if (x->content[0] != '\0')
+		return 0;
+	snprintf(x->content, sizeof x->content, "%ld.%lu.replay", x->fs->pid, ++x->fs->counter);
+	int fd = openat(x->fs->tmpfd, x->content,
+			O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		x->content[0] = '\0';
+		return io_err(e, "cannot create tmp/", "replay file");
+	}
+	char *buf = xmalloc(READ_CHUNK);
+	uint64_t off = x->r->content_off, n = x->r->content_len;
+	while (n > 0) {
+		size_t k = n > READ_CHUNK ? READ_CHUNK : (size_t)n;
+		ssize_t got = pread(x->r->fd, buf, k, (off_t)off);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0 || write_full(fd, buf, (size_t)got) < 0)
+			break;
+		off += (uint64_t)got;
+		n -= (uint64_t)got;
+	}
+	free(buf);
+	if (n != 0 || close(fd) < 0) {
+		if (n != 0)
+			close(fd);
+		unlinkat(x->fs->tmpfd, x->content, 0);
+		x->content[0] = '\0';
+		return io_err(e, "cannot write tmp/", "replay file");
+	}
+	return 0;
+}
+
+/* True if entry id's content in ufd is the record's: form, size, crc32. */
+static bool content_matches(int ufd, const char *id, const struct replay *x)
+{
+	char name[ENTRY_ID_LEN + 8];
+	content_name(name, sizeof name, id, x->gz);
+	int fd = openat(ufd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	struct stat st;
+	bool ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+		  (uint64_t)st.st_size == x->r->content_len;
+	if (ok) {
+		unsigned char *buf = xmalloc(READ_CHUNK);
+		uLong crc = crc32(0, NULL, 0);
+		ssize_t k;
+		while ((k = read(fd, buf, READ_CHUNK)) > 0)
+			crc = crc32(crc, buf, (uInt)k);
+		ok = k == 0 && (uint32_t)crc == x->r->content_crc;
+		free(buf);
+	}
+	close(fd);
+	return ok;
+}
+
+/* True if entry id's metadata in ufd reads back as that entry. */
+static bool json_good(int ufd, const char *id)
+{
+	char name[ENTRY_ID_LEN + 8];
+	struct buf b = { 0 };
+	struct qentry q;
+	snprintf(name, sizeof name, "%s.json", id);
+	bool ok = read_small(ufd, name, &b, NULL) == 0 &&
+		  qentry_from_json_for(b.data ? b.data : "", b.len, id, &q) == 0;
+	if (ok)
+		qentry_free(&q);
+	buf_free(&b);
+	return ok;
+}
+
+/* Writes message record k of the replayed log record to tmp/, once. */
+static int replay_rec_file(struct replay *x, uint32_t k, const char *id, struct qerr *e)
+{
+	if (x->recname[k][0] != '\0')
+		return 0;
+	char *text = xmalloc((size_t)x->reclen[k] + 1);
+	memcpy(text, x->rectext[k], x->reclen[k]);
+	text[x->reclen[k]] = '\0';
+	struct qentry q;
+	int r = qentry_from_json_for(text, x->reclen[k], id, &q);
+	if (r < 0) {
+		free(text);
+		return qerr_perm(e, "file store: a log record's metadata of %s is damaged", id);
+	}
+	int64_t mtime = q.meta.received_at;
+	qentry_free(&q);
+	snprintf(x->recname[k], sizeof x->recname[k], "%ld.%lu.json", x->fs->pid,
+		 ++x->fs->counter);
+	r = write_tmp_named(x->fs->tmpfd, x->recname[k], text, mtime, NULL, false, e);
+	free(text);
+	if (r < 0)
+		x->recname[k][0] = '\0';
+	return r;
+}
+
+/* Makes id's .json in ufd a link of the record file rec (in tmp/),
+ * replacing whatever damaged file had the name. */
+static int replace_json(struct fstore *fs, int ufd, const char *id, const char *rec,
+			struct qerr *e)
+{
+	char name[ENTRY_ID_LEN + 8], tmp[64];
+	snprintf(name, sizeof name, "%s.json", id);
+	tmp_name(fs, tmp, sizeof tmp);
+	if (linkat(fs->tmpfd, rec, ufd, tmp, 0) < 0)
+		return io_err(e, "cannot link", name);
+	if (renameat(ufd, tmp, ufd, name) < 0) {
+		io_err(e, "cannot rename to", name);
+		unlinkat(ufd, tmp, 0);
+		return -1;
+	}
+	return 0;
+}
+
+/* Makes one entry of a replayed record whole again: whatever of its
+ * names a crash lost or left damaged is made anew from the record. */
+static int replay_entry(struct replay *x, const char *rel, const char *id, uint32_t k,
+			struct qerr *e)
+{
+	struct fstore *fs = x->fs;
+	int ufd;
+	if (open_rel(fs, rel, true, &ufd, e) != 0)
+		return -1;
+	int r = 0;
+	bool fixed = false;
+	if (!content_matches(ufd, id, x)) {
+		r = replay_content(x, e);
+		if (r == 0)
+			r = link_content_from(fs->tmpfd, x->content, x->gz, ufd, id, e);
+		fixed = true;
+	}
+	if (r == 0 && !json_good(ufd, id)) {
+		r = replay_rec_file(x, k, id, e);
+		if (r == 0)
+			r = replace_json(fs, ufd, id, x->recname[k], e);
+		fixed = true;
+	}
+	close(ufd);
+	if (r == 0 && fixed) {
+		(void)make_id_link(fs, id, rel, NULL);
+		x->entries++;
+	}
+	return r;
+}
+
+/* Takes n bytes off the front of a payload; false if it is shorter. */
+static bool take(const unsigned char **p, const unsigned char *end, void *out, size_t n)
+{
+	if ((size_t)(end - *p) < n)
+		return false;
+	if (out != NULL)
+		memcpy(out, *p, n);
+	*p += n;
+	return true;
+}
+
+/* wal_replay_fn: every entry of one log record. */
+static int replay_record(const struct wal_record *r, void *arg)
+{
+	struct replay *x = arg;
+	const unsigned char *p = r->payload, *end = p + r->len;
+	uint32_t head[3], nent;
+	struct qerr e;
+	qerr_clear(&e);
+	x->r = r;
+	x->content[0] = '\0';
+	if (!take(&p, end, head, sizeof head) || head[0] != PAYLOAD_MAGIC ||
+	    head[2] > r->len / sizeof(uint32_t))
+		return -1;
+	x->gz = head[1] & 1;
+	x->nrec = head[2];
+	x->recname = xcalloc(x->nrec ? x->nrec : 1, sizeof *x->recname);
+	x->rectext = xcalloc(x->nrec ? x->nrec : 1, sizeof *x->rectext);
+	x->reclen = xcalloc(x->nrec ? x->nrec : 1, sizeof *x->reclen);
+	int rc = 0;
+	for (size_t k = 0; rc == 0 && k < x->nrec; k++) {
+		if (!take(&p, end, &x->reclen[k], sizeof x->reclen[k]))
+			rc = -1;
+		x->rectext[k] = (const char *)p;
+		if (rc == 0 && !take(&p, end, NULL, x->reclen[k]))
+			rc = -1;
+	}
+	if (rc == 0 && !take(&p, end, &nent, sizeof nent))
+		rc = -1;
+	for (uint32_t i = 0; rc == 0 && i < nent; i++) {
+		uint16_t rl;
+		uint32_t k;
+		char rel[REL_MAX], id[ENTRY_ID_LEN + 1];
+		if (!take(&p, end, &rl, sizeof rl) || rl >= sizeof rel ||
+		    !take(&p, end, rel, rl) || !take(&p, end, id, ENTRY_ID_LEN) ||
+		    !take(&p, end, &k, sizeof k) || k >= x->nrec) {
+			rc = -1;
+			break;
+		}
+		rel[rl] = '\0';
+		id[ENTRY_ID_LEN] = '\0';
+		if (!is_hex_id(id, ENTRY_ID_LEN)) {
+			rc = -1;
+			break;
+		}
+		rc = replay_entry(x, rel, id, k, &e);
+	}
+	if (x->content[0] != '\0')
+		unlinkat(x->fs->tmpfd, x->content, 0);
+	for (size_t k = 0; k < x->nrec; k++)
+		if (x->recname[k][0] != '\0')
+			unlinkat(x->fs->tmpfd, x->recname[k], 0);
+	free(x->recname);
+	free(x->rectext);
+	free(x->reclen);
+	if (rc != 0)
+		log_msg(LOG_ERR, "%s", e.msg[0] ? e.msg : "file store: a log record is malformed");
+	return rc;
+}
+
+/* Replays the logs of processes that are gone (killed, or cut off by a
+ * power failure): what they answered 200 for is made whole and durable
+ * before anything else looks at the store.  Failure is logged, not
+ * fatal: the logs stay for the next opener. */
+static void recover(struct fstore *fs)
+{
+	if (fs->walfd < 0 && open_subdir(fs->rootfd, "wal", false, false, &fs->walfd, NULL) != 0)
+		return; /* no log was ever written here */
+	struct replay x = { .fs = fs };
+	size_t n;
+	struct qerr e;
+	qerr_clear(&e);
+	if (wal_recover(fs->rootfd, fs->walfd, replay_record, &x, &n, &e) < 0)
+		log_msg(LOG_ERR, "%s", e.msg);
+	else if (x.entries > 0)
+		log_msg(LOG_INFO, "file store: replayed %zu log records, %zu entries made whole",
+			n, x.entries);
 }
 
 static int file_get(void *state, const char *id, struct qentry *out, struct qerr *e)

@@ -417,6 +417,10 @@ class FileStorePowerCut(PowerCutCase):
         d = h.Daemon(self.tmp, name="check-" + tag, extra_conf={"file_root": root})
         conf = d.conf
         problems = []
+        waldir = os.path.join(root, "wal")
+        logs = [n for n in os.listdir(waldir) if not n.startswith(".")] \
+            if os.path.isdir(waldir) else []
+        sys.stderr.write("  %s: %d write-ahead log files to replay\n" % (tag, len(logs)))
         # The operator's tool first: whatever recovery the store does on
         # opening happens here, as it would after a reboot.
         rc, out, err = h.cli(conf, "list", "--json")
@@ -508,19 +512,19 @@ class FileStorePowerCut(PowerCutCase):
         self.assertEqual(bad, [], "%s: a power cut lost or mangled mail" % kind)
 
     def test_ext4(self):
-        self.assert_clean("ext4", self.file_run("ext4", "syncfs for several recipients")[1])
+        self.assert_clean("ext4", self.file_run("ext4", "write-ahead log")[1])
 
     def test_ext4_without_journal(self):
         self.assert_clean("ext4-nojournal",
-                          self.file_run("ext4-nojournal", "syncfs and a flush",
+                          self.file_run("ext4-nojournal", "write-ahead log with syncfs for new blocks",
                                         compress="gzip")[1])
 
     def test_xfs(self):
-        self.assert_clean("xfs", self.file_run("xfs", "syncfs for several recipients")[1])
+        self.assert_clean("xfs", self.file_run("xfs", "write-ahead log")[1])
 
     def test_oracle_fails_without_fsync(self):
         shim = build_shim(tempfile.mkdtemp(prefix="rq-shim-", dir=self.tmp))
-        _, results = self.file_run("xfs", "syncfs for several recipients", shim=shim)
+        _, results = self.file_run("xfs", "write-ahead log", shim=shim)
         lost = sum(1 for _, p in results for x in p if x.startswith("lost"))
         self.assertGreater(lost, 0, "with fsync a no-op the copies lost nothing: "
                            "the suite cannot tell a durable store from one that is not "

@@ -30,10 +30,13 @@
 #include "config.h"
 #include "record.h"
 #include "store.h"
+#include "store_file_wal.h"
 #include "sync_batch.h"
 
 /* The store's real calls, counted (Makefile: -Wl,--wrap). */
-static unsigned long n_fsync, n_fdatasync, n_syncfs;
+/* Per thread: the log's checkpoint thread flushes too, and a test counts
+ * what the committing thread waits for. */
+static __thread unsigned long n_fsync, n_fdatasync, n_syncfs;
 int __real_fsync(int fd);
 int __real_fdatasync(int fd);
 int __real_syncfs(int fd);
@@ -1624,28 +1627,58 @@ static void flushes_of_put(struct fixture *f, const char *tag, size_t n, bool ag
 	xfree_strv(ids, nids);
 }
 
-/* file_sync = syncfs: two flushes per message whatever the number of
- * recipients, new mailboxes included, and no fsync at all; fsync: the
- * content, the message record and each directory (2 + N). */
+/* file_sync = log (and auto): one fdatasync of the log per message
+ * whatever the number of recipients, nothing else on the committing
+ * thread, and nothing at all for a retry whose entries exist; syncfs: two
+ * flushes per message, new mailboxes included, and no fsync at all;
+ * fsync: the content, the message record and each directory (2 + N). */
 static void test_flushes_per_message(void **state)
 {
 	struct fixture *f = *state;
 	static const size_t ns[] = { 1, 5, 50 };
-	static const char *const modes[] = { "syncfs", "fsync" };
-	for (size_t m = 0; m < 2; m++) {
-		bool syncfs = m == 0;
+	static const char *const modes[] = { "log", "auto", "syncfs", "fsync" };
+	char why[128];
+	int rfd = open(f->root, O_RDONLY | O_DIRECTORY);
+	assert_true(rfd >= 0);
+	bool sound = sync_batch_fs_kind(rfd, why, sizeof why) == SYNC_FS_SOUND;
+	close(rfd);
+	for (size_t m = 0; m < 4; m++) {
+		bool logged = m < 2, syncfs = m == 2;
 		use_sync(f, modes[m]);
 		for (size_t i = 0; i < 3; i++) {
 			char tag[16];
 			unsigned long fs, files, batch;
 			snprintf(tag, sizeof tag, "%c%zu", modes[m][0], ns[i]);
+			/* log: the mailboxes and the log exist, as on a running
+			 * worker; the first commit of a process makes its log */
 			flushes_of_put(f, tag, ns[i], !syncfs, &fs, &files, &batch);
+			if (logged) {
+				assert_int_equal(fs, 0);
+				assert_int_equal(files, 1);
+				assert_int_equal(batch, 0);
+				continue;
+			}
+			/* syncfs on ext4 without a journal: each syncfs
+			 * followed by an fsync (store_file.c, choose_sync) */
+			unsigned long after = syncfs && !sound ? 2 : 0;
 			assert_int_equal(fs, syncfs ? 2 : 0);
-			assert_int_equal(batch, syncfs ? 2 : 2 + ns[i]);
+			assert_int_equal(batch, syncfs ? 2 + after : 2 + ns[i]);
 			if (syncfs)
-				assert_int_equal(files, 0);
+				assert_int_equal(files, after);
 		}
 	}
+	/* a retry whose entries all exist waits for nothing */
+	use_sync(f, "log");
+	struct put_args a = { MSG, sizeof MSG - 1, THREE, 3, "QRETRY", NULL, NULL };
+	char **ids;
+	size_t nids, created;
+	put_ok(f->s, &a, &ids, &nids, &created);
+	xfree_strv(ids, nids);
+	unsigned long f0 = n_fsync + n_fdatasync + n_syncfs;
+	put_ok(f->s, &a, &ids, &nids, &created);
+	assert_int_equal(created, 0);
+	assert_int_equal(n_fsync + n_fdatasync + n_syncfs - f0, 0);
+	xfree_strv(ids, nids);
 	f->c.file_sync = NULL;
 }
 
@@ -1676,6 +1709,13 @@ static char **put_three(struct fixture *f, const char *qid, size_t *nids)
 	put_ok(f->s, &a, &ids, nids, &created);
 	assert_int_equal(created, 3);
 	return ids;
+}
+
+/* Each of put_three's entries reads back with its own recipient. */
+static void assert_three(struct fixture *f, char **ids)
+{
+	for (size_t i = 0; i < 3; i++)
+		assert_rcpt(f->s, ids[i], THREE[i]);
 }
 
 /* A message's entries share one metadata file, its record: each
@@ -1893,6 +1933,300 @@ static void test_many_recipients(void **state)
 	many_recipients(*state, false);
 }
 
+/* The names of the log files in wal/ (space-separated in out); their
+ * number. */
+static size_t wal_files(struct fixture *f, char *out, size_t len)
+{
+	char p[600];
+	snprintf(p, sizeof p, "%s/wal", f->root);
+	DIR *d = opendir(p);
+	size_t n = 0;
+	out[0] = '\0';
+	if (d == NULL)
+		return 0;
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		n++;
+		size_t l = strlen(out);
+		snprintf(out + l, len - l, "%s ", de->d_name);
+	}
+	closedir(d);
+	return n;
+}
+
+/* The body of message i of crashed_child. */
+static void crash_body(int i, char *body, size_t len, char *qid, size_t qlen)
+{
+	snprintf(body, len, "Subject: %d\r\n\r\nbody %d\r\n", i, i);
+	snprintf(qid, qlen, "QW%d", i);
+}
+
+/* With the fixture's store closed, a child process stores nmsg messages
+ * to THREE (file_sync = log, no checkpoint meanwhile) and is killed
+ * without closing its store, as a killed worker or a power cut leaves it:
+ * its two log files stay, named in names. */
+static void crashed_child(struct fixture *f, int nmsg, char *names, size_t len)
+{
+	store_close(f->s);
+	f->s = NULL;
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct store *s;
+		struct qerr e;
+		wal_interval_ms = 600000;
+		f->c.file_sync = (char *)"log";
+		if (store_open(&s, &f->c, &e) < 0)
+			_exit(2);
+		for (int i = 0; i < nmsg; i++) {
+			char qid[16], body[200];
+			crash_body(i, body, sizeof body, qid, sizeof qid);
+			struct put_args a = { body, strlen(body), THREE, 3, qid, NULL, NULL };
+			char **ids;
+			size_t nids, created;
+			if (put(s, &a, &ids, &nids, &created, &e) < 0 || created != 3)
+				_exit(3);
+			xfree_strv(ids, nids);
+		}
+		/* killed, as a worker can be: no store_close, the log is not
+		 * retired (and no exit handler runs, valgrind's included) */
+		kill(getpid(), SIGKILL);
+		_exit(4);
+	}
+	int st;
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	if (WIFEXITED(st))
+		fail_msg("the child failed before it was killed (exit %d)", WEXITSTATUS(st));
+	assert_true(WIFSIGNALED(st));
+	assert_int_equal(WTERMSIG(st), SIGKILL);
+	assert_int_equal(wal_files(f, names, len), 2);
+}
+
+/* Removes every file below users/ or ids/ (what a power cut may take of
+ * names that were never synced), keeping the directories. */
+static int rm_user_file(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	if (flag == FTW_F || flag == FTW_SL)
+		unlink(path);
+	return 0;
+}
+
+/* Entry ids of crashed_child's message i, one per THREE recipient. */
+static void crash_ids(int i, char ids[3][ENTRY_ID_LEN + 1])
+{
+	struct qmeta m;
+	char body[200], qid[16];
+	memset(&m, 0, sizeof m);
+	crash_body(i, body, sizeof body, qid, sizeof qid);
+	sha256_hex(body, strlen(body), m.sha256);
+	m.qid = qid;
+	m.rspamd_server = (char *)"scan1";
+	for (int r = 0; r < 3; r++)
+		store_entry_id(&m, THREE[r], ids[r]);
+}
+
+/* Every entry of crashed_child's first n messages reads back whole. */
+static void assert_crash_entries(struct fixture *f, int n)
+{
+	for (int i = 0; i < n; i++) {
+		char body[200], qid[16], ids[3][ENTRY_ID_LEN + 1];
+		crash_body(i, body, sizeof body, qid, sizeof qid);
+		crash_ids(i, ids);
+		for (int r = 0; r < 3; r++) {
+			struct qerr e;
+			struct buf b = { 0 };
+			assert_int_equal(store_read_content(f->s, ids[r], collect_cb, &b, &e), 0);
+			assert_int_equal(b.len, strlen(body));
+			assert_memory_equal(b.data, body, b.len);
+			buf_free(&b);
+			struct qentry q;
+			assert_int_equal(store_get(f->s, ids[r], &q, &e), 0);
+			assert_string_equal(q.meta.qid, qid);
+			assert_string_equal(q.rcpt, THREE[r]);
+			qentry_free(&q);
+		}
+	}
+}
+
+/* A process that dies with records in its log: opening the store replays
+ * them, so every entry the log holds is back, byte-exact, whether a power
+ * cut took its names or left them damaged (content cut short, the shared
+ * record overwritten); then the log is gone. */
+static void test_replay_after_crash(void **state)
+{
+	struct fixture *f = *state;
+	char names[400], p[600];
+	crashed_child(f, 4, names, sizeof names);
+	/* message 3: its content cut short and its record garbage */
+	char ids[3][ENTRY_ID_LEN + 1];
+	crash_ids(3, ids);
+	user_file(f, THREE_DIRS[0], ids[0], "eml", p, sizeof p);
+	assert_int_equal(truncate(p, 5), 0);
+	user_file(f, THREE_DIRS[0], ids[0], "json", p, sizeof p);
+	int fd = open(p, O_WRONLY | O_TRUNC);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "{\"id\":", 6), 6);
+	close(fd);
+	/* messages 0 to 2: every name gone */
+	for (int i = 0; i < 3; i++) {
+		char mids[3][ENTRY_ID_LEN + 1];
+		crash_ids(i, mids);
+		for (int r = 0; r < 3; r++) {
+			user_file(f, THREE_DIRS[r], mids[r], "eml", p, sizeof p);
+			assert_int_equal(unlink(p), 0);
+			user_file(f, THREE_DIRS[r], mids[r], "json", p, sizeof p);
+			assert_int_equal(unlink(p), 0);
+		}
+	}
+	snprintf(p, sizeof p, "%s/ids", f->root);
+	nftw(p, rm_user_file, 16, FTW_PHYS);
+	struct qerr e;
+	assert_int_equal(store_open(&f->s, &f->c, &e), 0);
+	assert_int_equal(wal_files(f, names, sizeof names), 0);
+	struct store_filter all = all_filter();
+	struct listed l;
+	assert_int_equal(list_n(f->s, &all, &l), 12);
+	assert_crash_entries(f, 4);
+}
+
+/* A record cut short (the tail a power cut tore) is not replayed; the
+ * records before it are. */
+static void test_torn_record_not_replayed(void **state)
+{
+	struct fixture *f = *state;
+	char names[400], p[600];
+	crashed_child(f, 2, names, sizeof names);
+	/* damage the last byte of the last record in either file (the other
+	 * holds none) */
+	char *save = NULL;
+	size_t damaged = 0;
+	for (char *name = strtok_r(names, " ", &save); name != NULL;
+	     name = strtok_r(NULL, " ", &save)) {
+		snprintf(p, sizeof p, "%s/wal/%s", f->root, name);
+		struct stat st;
+		assert_int_equal(stat(p, &st), 0);
+		int fd = open(p, O_RDWR);
+		assert_true(fd >= 0);
+		char *data = xmalloc((size_t)st.st_size);
+		assert_int_equal(pread(fd, data, (size_t)st.st_size, 0), st.st_size);
+		off_t last = st.st_size - 1;
+		while (last > 4096 && data[last] == 0)
+			last--;
+		if (last > 4096) {
+			data[last] ^= 0x55;
+			assert_int_equal(pwrite(fd, &data[last], 1, last), 1);
+			damaged++;
+		}
+		free(data);
+		close(fd);
+	}
+	assert_int_equal(damaged, 1);
+	snprintf(p, sizeof p, "%s/users", f->root);
+	nftw(p, rm_user_file, 16, FTW_PHYS);
+	struct qerr e;
+	assert_int_equal(store_open(&f->s, &f->c, &e), 0);
+	struct store_filter all = all_filter();
+	struct listed l;
+	assert_int_equal(list_n(f->s, &all, &l), 3); /* the first message only */
+	assert_crash_entries(f, 1);
+}
+
+/* A store closed in order retires its log: nothing is left in wal/, and
+ * the entries are there without a replay. */
+static void test_close_retires_log(void **state)
+{
+	struct fixture *f = *state;
+	use_sync(f, "log");
+	size_t nids;
+	char **ids = put_three(f, "QCLOSE", &nids);
+	char names[400];
+	assert_int_equal(wal_files(f, names, sizeof names), 2);
+	store_close(f->s);
+	f->s = NULL;
+	assert_int_equal(wal_files(f, names, sizeof names), 0);
+	struct qerr e;
+	assert_int_equal(store_open(&f->s, &f->c, &e), 0);
+	assert_three(f, ids);
+	xfree_strv(ids, nids);
+	f->c.file_sync = NULL;
+}
+
+/* The checkpoint retires records while the process lives: after it, a
+ * kill leaves nothing to replay, and the entries are durable names. */
+static void test_checkpoint_retires(void **state)
+{
+	struct fixture *f = *state;
+	wal_interval_ms = 50;
+	use_sync(f, "log");
+	size_t nids;
+	char **ids = put_three(f, "QCKPT", &nids);
+	char names[400], p[600];
+	assert_int_equal(wal_files(f, names, sizeof names), 2);
+	/* both files' headers at a later generation once retired: wait for
+	 * the thread, bounded */
+	bool retired = false;
+	for (int tries = 0; tries < 200 && !retired; tries++) {
+		usleep(20000);
+		retired = true;
+		char copy[400], *save = NULL;
+		snprintf(copy, sizeof copy, "%s", names);
+		for (char *name = strtok_r(copy, " ", &save); name != NULL;
+		     name = strtok_r(NULL, " ", &save)) {
+			snprintf(p, sizeof p, "%s/wal/%s", f->root, name);
+			int fd = open(p, O_RDONLY);
+			assert_true(fd >= 0);
+			uint64_t gen = 0;
+			assert_int_equal(pread(fd, &gen, 8, 8), 8);
+			close(fd);
+			/* the file that took the record was retired: generation 2 */
+			size_t l = strlen(name);
+			if (gen == 1 && l > 2 && strcmp(name + l - 2, ".0") == 0)
+				retired = false;
+		}
+	}
+	wal_interval_ms = 1000;
+	assert_true(retired);
+	assert_three(f, ids);
+	xfree_strv(ids, nids);
+	f->c.file_sync = NULL;
+}
+
+/* A log that cannot be made (here wal/ is a file) does not stop the
+ * store: the message is committed without it, two-phase, and reads back;
+ * the log is tried again with the next message. */
+static void test_no_log_falls_back(void **state)
+{
+	struct fixture *f = *state;
+	store_close(f->s);
+	f->s = NULL;
+	char p[600];
+	snprintf(p, sizeof p, "%s/wal", f->root);
+	assert_int_equal(rmdir(p) == 0 || errno == ENOENT, 1);
+	int fd = open(p, O_CREAT | O_WRONLY, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	f->c.file_sync = (char *)"log";
+	struct qerr e;
+	assert_int_equal(store_open(&f->s, &f->c, &e), 0);
+	unsigned long s0 = n_syncfs, f0 = n_fsync + n_fdatasync;
+	size_t nids;
+	char **ids = put_three(f, "QNOLOG", &nids);
+	assert_true(n_syncfs - s0 + n_fsync + n_fdatasync - f0 >= 2); /* two phases */
+	assert_three(f, ids);
+	xfree_strv(ids, nids);
+	/* the log's place is free again: the next message uses it */
+	assert_int_equal(unlink(p), 0);
+	ids = put_three(f, "QLOGAGAIN", &nids);
+	char names[400];
+	assert_int_equal(wal_files(f, names, sizeof names), 2);
+	xfree_strv(ids, nids);
+	f->c.file_sync = NULL;
+}
+
 static void test_many_recipients_serial(void **state)
 {
 	many_recipients(*state, true);
@@ -1909,6 +2243,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_records_of_many_recipients, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_flushes_per_message, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_many_recipients_serial, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_replay_after_crash, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_torn_record_not_replayed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_close_retires_log, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_checkpoint_retires, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_no_log_falls_back, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dup_rcpt_and_default_owner, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_list_filters, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_remove_keeps_shared, setup, teardown),
@@ -1930,10 +2269,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_unknown_backend, setup, teardown),
 		cmocka_unit_test(test_entry_id),
 	};
-	/* The commit's tests again with every phase ending in one syncfs
-	 * (the temporary directory's file system may make auto choose
-	 * fsync): what is stored, failures, retries, repairs, gzip. */
-	const struct CMUnitTest syncfs_tests[] = {
+	/* The commit's tests again with the two-phase commit, its phases
+	 * ending in one syncfs, then in an fsync of each file: what is
+	 * stored, failures, retries, repairs, gzip. */
+	const struct CMUnitTest two_phase_tests[] = {
 		cmocka_unit_test_setup_teardown(test_put_three_one_inode, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_many_recipients, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_one_record_per_message, setup, teardown),
@@ -1947,7 +2286,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_gzip_round_trip_shared, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_gzip_mixed_and_damaged, setup, teardown),
 	};
-	int failed = cmocka_run_group_tests_name("file_sync auto", tests, NULL, NULL);
+	int failed = cmocka_run_group_tests_name("file_sync auto (the log)", tests, NULL, NULL);
 	fixture_sync = "syncfs";
-	return failed + cmocka_run_group_tests_name("file_sync syncfs", syncfs_tests, NULL, NULL);
+	failed += cmocka_run_group_tests_name("file_sync syncfs", two_phase_tests, NULL, NULL);
+	fixture_sync = "fsync";
+	return failed + cmocka_run_group_tests_name("file_sync fsync", two_phase_tests, NULL, NULL);
 }
