@@ -107,7 +107,7 @@ static const struct key_row rows[] = {
 	      "Compression of stored messages in the file store: none or gzip."),
 	  .values = compress_values },
 	{ ROW(file_sync, K_ENUM, "enum", "auto",
-	      "How the file store makes a message durable: log (one record in a write-ahead log and one flush per message, whatever the number of recipients; a crash's lost names are made again from it), syncfs (no log: the store's file system synced twice per message), fsync (no log: each file and directory, 2 + N for N recipients) or auto (log; see the man page)."),
+	      "How the file store makes a message durable: log (a write-ahead log, one flush per message whatever the number of recipients), syncfs (no log: its file system synced twice per message), fsync (no log: 2 + N fsyncs for N recipients) or auto (log where the file system journals, else syncfs; see the man page)."),
 	  .values = file_sync_values },
 	{ ROW(pgsql_conninfo, K_STRING, "string", "",
 	      "PostgreSQL connection string for the pgsql backend, e.g. \"dbname=quarantine user=quarantine\"."), },

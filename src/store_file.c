@@ -653,11 +653,13 @@ static int mkdir_root(const char *root, struct qerr *e)
 }
 
 /*
- * How commits make a message durable (file_sync).  log (and auto): one
- * record in this process's write-ahead log, one fdatasync, whatever the
- * number of recipients (see the top).  fsync and syncfs: the two-phase
- * commit without a log, its phases made durable by an fsync of each file
- * and directory, or by one syncfs of the store's file system.
+ * How commits make a message durable (file_sync).  log: one record in
+ * this process's write-ahead log, one fdatasync, whatever the number of
+ * recipients (see the top).  fsync and syncfs: the two-phase commit
+ * without a log, its phases made durable by an fsync of each file and
+ * directory, or by one syncfs of the store's file system.  auto: the log
+ * where the file system journals its metadata, else the two-phase commit
+ * with syncfs (below).
  *
  * ext4 without a journal can be trusted with neither fsync nor syncfs
  * alone.  Its fsync writes a file's inode and blocks but not the block
@@ -669,6 +671,16 @@ static int mkdir_root(const char *root, struct qerr *e)
  * fsync, whose flush comes after, and the log makes its new files and
  * its growth durable the same way (store_file_wal.c).  An ext4 whose
  * journal cannot be found is treated the same.
+ *
+ * And there auto does not take the log.  Without a journal a directory
+ * whose extent tree grows is written in several blocks, in no order; a
+ * power cut in between leaves e2fsck a directory it clears, with every
+ * entry in it, stored long before or not.  No commit can prevent that,
+ * but the log leaves user directories dirty for up to a second and has
+ * them written together at its checkpoint, which widens the window: the
+ * power-cut suite lost a whole directory that way with the log, and
+ * never with the two-phase commit, whose directories are written as
+ * each message is committed.
  */
 static int choose_sync(struct fstore *fs, const char *mode)
 {
@@ -680,8 +692,14 @@ static int choose_sync(struct fstore *fs, const char *mode)
 		return SYNC_FSYNC;
 	if (mode != NULL && strcmp(mode, "syncfs") == 0)
 		return sound ? SYNC_SYNCFS : SYNC_SYNCFS_FLUSH;
-	log_msg(LOG_DEBUG, "file store: file_sync %s: %s, write-ahead log%s",
-		mode != NULL ? mode : "auto", why, sound ? "" : " with syncfs for new blocks");
+	bool asked = mode != NULL && strcmp(mode, "log") == 0;
+	if (!sound && !asked) {
+		log_msg(LOG_DEBUG, "file store: file_sync auto: %s, two phases, each a syncfs "
+				   "and a flush", why);
+		return SYNC_SYNCFS_FLUSH;
+	}
+	log_msg(LOG_DEBUG, "file store: file_sync %s: %s, write-ahead log%s", asked ? "log" : "auto",
+		why, sound ? "" : " with syncfs for new blocks");
 	return SYNC_LOG;
 }
 
@@ -1508,19 +1526,23 @@ static bool take(const unsigned char **p, const unsigned char *end, void *out, s
 	return true;
 }
 
-/* wal_replay_fn: every entry of one log record. */
+/* wal_replay_fn: every entry of one log record; 1 if the record is
+ * malformed or names what cannot be (see wal_replay_fn). */
 static int replay_record(const struct wal_record *r, void *arg)
 {
 	struct replay *x = arg;
 	const unsigned char *p = r->payload, *end = p + r->len;
 	uint32_t head[3], nent;
+	int bad = 0;
 	struct qerr e;
 	qerr_clear(&e);
 	x->r = r;
 	x->content[0] = '\0';
 	if (!take(&p, end, head, sizeof head) || head[0] != PAYLOAD_MAGIC ||
-	    head[2] > r->len / sizeof(uint32_t))
-		return -1;
+	    head[2] > r->len / sizeof(uint32_t)) {
+		log_msg(LOG_ERR, "file store: a log record is not one of this store's");
+		return 1;
+	}
 	x->gz = head[1] & 1;
 	x->nrec = head[2];
 	x->recname = xcalloc(x->nrec ? x->nrec : 1, sizeof *x->recname);
@@ -1529,13 +1551,13 @@ static int replay_record(const struct wal_record *r, void *arg)
 	int rc = 0;
 	for (size_t k = 0; rc == 0 && k < x->nrec; k++) {
 		if (!take(&p, end, &x->reclen[k], sizeof x->reclen[k]))
-			rc = -1;
+			rc = 1;
 		x->rectext[k] = (const char *)p;
 		if (rc == 0 && !take(&p, end, NULL, x->reclen[k]))
-			rc = -1;
+			rc = 1;
 	}
 	if (rc == 0 && !take(&p, end, &nent, sizeof nent))
-		rc = -1;
+		rc = 1;
 	for (uint32_t i = 0; rc == 0 && i < nent; i++) {
 		uint16_t rl;
 		uint32_t k;
@@ -1543,17 +1565,27 @@ static int replay_record(const struct wal_record *r, void *arg)
 		if (!take(&p, end, &rl, sizeof rl) || rl >= sizeof rel ||
 		    !take(&p, end, rel, rl) || !take(&p, end, id, ENTRY_ID_LEN) ||
 		    !take(&p, end, &k, sizeof k) || k >= x->nrec) {
-			rc = -1;
+			rc = 1;
 			break;
 		}
 		rel[rl] = '\0';
 		id[ENTRY_ID_LEN] = '\0';
 		if (!is_hex_id(id, ENTRY_ID_LEN)) {
-			rc = -1;
+			rc = 1;
 			break;
 		}
-		rc = replay_entry(x, rel, id, k, &e);
+		/* an I/O failure may pass (kept for the next opener); a
+		 * record that names a bad directory or entry never will */
+		if (replay_entry(x, rel, id, k, &e) == 0)
+			continue;
+		if (e.cls == QERR_TEMP)
+			rc = -1;
+		else
+			bad = 1; /* the record's other entries are still replayed */
+		log_msg(LOG_ERR, "%s", e.msg);
 	}
+	if (rc == 0)
+		rc = bad;
 	if (x->content[0] != '\0')
 		unlinkat(x->fs->tmpfd, x->content, 0);
 	for (size_t k = 0; k < x->nrec; k++)
@@ -1562,8 +1594,8 @@ static int replay_record(const struct wal_record *r, void *arg)
 	free(x->recname);
 	free(x->rectext);
 	free(x->reclen);
-	if (rc != 0)
-		log_msg(LOG_ERR, "%s", e.msg[0] ? e.msg : "file store: a log record is malformed");
+	if (rc > 0 && !bad)
+		log_msg(LOG_ERR, "file store: a log record is malformed");
 	return rc;
 }
 

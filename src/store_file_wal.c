@@ -437,17 +437,24 @@ fail:
 	return -1;
 }
 
+/* Stops the checkpoint thread (records stay as they are). */
+static void stop_thread(struct wal *w)
+{
+	if (!w->thread)
+		return;
+	pthread_mutex_lock(&w->mu);
+	w->stop = true;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+	pthread_join(w->th, NULL);
+	w->thread = false;
+}
+
 void wal_close(struct wal *w)
 {
 	if (w == NULL)
 		return;
-	if (w->thread) {
-		pthread_mutex_lock(&w->mu);
-		w->stop = true;
-		pthread_cond_signal(&w->cv);
-		pthread_mutex_unlock(&w->mu);
-		pthread_join(w->th, NULL);
-	}
+	stop_thread(w);
 	/* Everything the records describe made durable, then the log goes;
 	 * if the sync fails the log stays for the next opener to replay. */
 	if (sync_all(w->rootfd, w->walfd) == 0) {
@@ -458,6 +465,18 @@ void wal_close(struct wal *w)
 		log_msg(LOG_ERR, "file store: final sync failed (%s): wal/ kept for replay",
 			strerror(errno));
 	}
+	for (int k = 0; k < 2; k++)
+		close(w->f[k].fd);
+	pthread_mutex_destroy(&w->mu);
+	pthread_cond_destroy(&w->cv);
+	free(w);
+}
+
+void wal_abandon(struct wal *w)
+{
+	if (w == NULL)
+		return;
+	stop_thread(w);
 	for (int k = 0; k < 2; k++)
 		close(w->f[k].fd);
 	pthread_mutex_destroy(&w->mu);
@@ -588,7 +607,9 @@ static int crc_range(int fd, uint64_t off, uint64_t n, uint32_t *out)
 }
 
 /* Replays the records of one abandoned file: 0 when the file may go (all
- * its valid records replayed), -1 to keep it. */
+ * its valid records replayed), 1 when it is to be kept aside (a record
+ * that can never be replayed, the others replayed), -1 to keep it for
+ * another attempt (a replay failed for a reason that may pass). */
 static int replay_file(int fd, const char *name, wal_replay_fn fn, void *arg, size_t *count)
 {
 	struct stat st;
@@ -637,11 +658,20 @@ static int replay_file(int fd, const char *name, wal_replay_fn fn, void *arg, si
 			break; /* torn */
 		struct wal_record rec = { payload, h.payload_len, fd, off + sizeof h + h.payload_len,
 					  h.content_len, h.content_crc };
-		if (fn(&rec, arg) != 0) {
+		int fr = fn(&rec, arg);
+		if (fr < 0) {
 			r = -1;
 			break;
 		}
-		(*count)++;
+		if (fr > 0) {
+			/* it can never be replayed: the others still are */
+			log_msg(LOG_ERR, "file store: wal/%s: the record at %llu cannot be "
+					 "replayed; the file is kept as wal/.bad.%s", name,
+				(unsigned long long)off, name);
+			r = 1;
+		} else {
+			(*count)++;
+		}
 		off = align8(off + sizeof h + h.payload_len + h.content_len);
 	}
 	free(payload);
@@ -688,7 +718,19 @@ int wal_recover(int rootfd, int walfd, wal_replay_fn fn, void *arg, size_t *repl
 			close(fd); /* its process lives, or it is gone already */
 			continue;
 		}
-		if (de->d_name[0] != '.' && replay_file(fd, de->d_name, fn, arg, replayed) < 0) {
+		int rr = de->d_name[0] != '.' ? replay_file(fd, de->d_name, fn, arg, replayed) : 0;
+		if (rr < 0) {
+			close(fd);
+			continue;
+		}
+		if (rr > 0) {
+			/* out of the way of every later recovery, for an operator */
+			char bad[NAME_MAX + 8];
+			snprintf(bad, sizeof bad, ".bad.%s", de->d_name);
+			if (renameat(walfd, de->d_name, walfd, bad) < 0) {
+				close(fd);
+				continue;
+			}
 			close(fd);
 			continue;
 		}

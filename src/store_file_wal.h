@@ -39,6 +39,12 @@ int wal_open(struct wal **w, int rootfd, int walfd, bool no_journal, struct qerr
  * log files.  A NULL w is nothing. */
 void wal_close(struct wal *w);
 
+/* Leaves the log as a crash would: the checkpoint thread stopped, the
+ * files closed (their locks go with them) but neither synced nor
+ * retired nor removed, for the next opener to replay.  For tests and the
+ * fuzz harness of the replay. */
+void wal_abandon(struct wal *w);
+
 /* Holds the log for one commit: the checkpoint does not switch files
  * between a record's append and the end of its entries' publication. */
 void wal_lock(struct wal *w);
@@ -64,7 +70,11 @@ struct wal_record {
 	uint32_t content_crc;
 };
 
-/* Replays one record; non-zero stops the replay of that log (it is kept). */
+/* Replays one record: 0; -1 for a failure that may pass (an I/O error),
+ * which stops the replay of that log and keeps it for the next opener;
+ * 1 for a record that can never be replayed (malformed), which is
+ * skipped, its log kept aside as wal/.bad.<name> once the others are
+ * replayed. */
 typedef int (*wal_replay_fn)(const struct wal_record *r, void *arg);
 
 /* Replays every log in walfd whose owner is gone, in the order of its

@@ -111,6 +111,38 @@ def unit_literals(unit, must):
     return out
 
 
+def wal_payload(records, entries, gz=False):
+    """A log record's payload as the file store's commit writes it:
+    "RQE2", flags, the message records, then the entries (directory, id,
+    index of the record)."""
+    out = struct.pack("<III", 0x32455152, 1 if gz else 0, len(records))
+    for r in records:
+        out += struct.pack("<I", len(r)) + r
+    out += struct.pack("<I", len(entries))
+    for rel, eid, k in entries:
+        out += struct.pack("<H", len(rel)) + rel + eid + struct.pack("<I", k)
+    return out
+
+
+def wal_seeds():
+    """fuzz_wal: a payload's 16-bit length, the payload, the content."""
+    rec = read(os.path.join(HERE, "corpus", "record", "seed-record"))[24:]
+    a, b = b"0123456789abcdef01234567", b"89abcdef0123456789abcdef"
+    mail = b"From: s@example.com\r\nSubject: Hi\r\n\r\nbody\r\n"
+    two = [(b"example.org/a", a, 0), (b"example.org/b", b, 0)]
+
+    def wal(label, payload, content):
+        seed("wal", label, struct.pack("<H", len(payload)) + payload + content)
+    wal("two-entries", wal_payload([rec], two), mail)
+    wal("gzip", wal_payload([rec], two, gz=True), gzip.compress(mail, mtime=0))
+    wal("record-index-beyond", wal_payload([rec], [(b"example.org/a", a, 1)]), mail)
+    wal("id-not-in-record", wal_payload([rec], [(b"example.org/c", b"f" * 24, 0)]), mail)
+    wal("hostile-directory", wal_payload([rec], [(b"../../etc", a, 0), (b"x/..", b, 0)]), mail)
+    wal("not-hex-id", wal_payload([rec], [(b"example.org/a", b"../../../../etc/passwd..", 0)]),
+        mail)
+    wal("record-not-json", wal_payload([b"{\"entries\":"], two), mail)
+
+
 def main():
     reqs = requests()
     msgs = messages()
@@ -294,6 +326,7 @@ def main():
          "HTTP_AUTHORIZATION=Basic cnNwYW1kOndyb25n\n\nSubject: x\r\n\r\nbody")
     seed("ingest", "length-lies", "REQUEST_METHOD=POST\nREMOTE_ADDR=127.0.0.1\n"
          "CONTENT_LENGTH=100\n\nSubject: x\r\n\r\nbody")
+    wal_seeds()
     return 0
 
 

@@ -516,7 +516,7 @@ class FileStorePowerCut(PowerCutCase):
 
     def test_ext4_without_journal(self):
         self.assert_clean("ext4-nojournal",
-                          self.file_run("ext4-nojournal", "write-ahead log with syncfs for new blocks",
+                          self.file_run("ext4-nojournal", "two phases, each a syncfs and a flush",
                                         compress="gzip")[1])
 
     def test_xfs(self):
