@@ -540,6 +540,11 @@ class Daemon:
         }
         if self.backend == "pgsql":
             c["pgsql_conninfo"] = self.conninfo
+        elif os.environ.get("RQ_FILE_SYNC"):
+            # how the file store commits (tests/run.sh runs some suites
+            # once more with the write-ahead log, which auto does not take
+            # on a file system without a journal)
+            c["file_sync"] = os.environ["RQ_FILE_SYNC"]
         if IS_ROOT:
             uid, gid, gname = _run_ids()
             c["user"] = RUN_USER
