@@ -12,9 +12,9 @@ measures each figure next to its limit in the same run:
                                                         layout and commit
                                                         without the daemon);
                                                         log_floor: the same
-                                                        behind a log, a bound
-                                                        for a commit it does
-                                                        not have
+                                                        behind a log, the
+                                                        bound of its
+                                                        write-ahead-log commit
   pgsql      PostgreSQL store                           vs pgbench
 
 Then storage cost per message, the growth curve in message size (4 KB to

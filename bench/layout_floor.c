@@ -1,6 +1,7 @@
 /*
  * layout_floor.c - the least the file store's on-disk layout and its
- * two-phase commit cost on this disk, without the daemon: no HTTP, no
+ * two-phase commit (file_sync = syncfs or fsync, and auto on ext4
+ * without a journal) cost on this disk, without the daemon: no HTTP, no
  * FastCGI, no parsing, no hashing, no JSON.  Each of CONC processes, for
  * SECONDS, stores messages of SIZE bytes for NRCPT recipients (its own
  * directories u0..u<NRCPT-1>) as src/store_file.c does:
@@ -19,14 +20,16 @@
  * the bound the layout puts on the file store's ratio to that loop; the
  * file store's rate over its own is what the daemon costs above it.
  *
- * With "log" as last argument it measures instead the floor of a commit
- * the store does not have: the same files and names, none of them
+ * With "log" as last argument it measures instead the floor of the
+ * write-ahead-log commit (file_sync = log, and auto on a journalling
+ * file system): the same files and names, none of them
  * synced on the message's path; the record and the content appended to a
  * log of the process (LOG_SIZE, written with zeros and synced before the
  * clock starts, so that an fdatasync writes data only) and made durable
  * with one fdatasync; a syncfs once a second or when the log is full,
- * after which it starts again at its beginning.  What a write-ahead log
- * would gain on this disk, before its recovery and the daemon.
+ * after which it starts again at its beginning.  The bound the disk
+ * puts on the log's commit, without its checksums, its replay's needs
+ * and the daemon.
  *
  *   layout_floor DIR SIZE NRCPT CONC SECONDS [log]
  *

@@ -57,8 +57,9 @@
  * produce.  Directories are created mode 0700, files 0600.
  *
  * The message streams into a file in tmp/.  Commit then goes through a
- * write-ahead log (file_sync = auto or log, the default), so that a
- * message costs one synchronous flush whatever its number of recipients:
+ * write-ahead log (file_sync = log, and auto where the file system
+ * journals its metadata: see choose_sync), so that a message costs one
+ * synchronous flush whatever its number of recipients:
  *
  *  1. look at each recipient's directory (made if missing, not synced):
  *     an entry that exists already is left out, since an entry that can
@@ -92,8 +93,8 @@
  * durable, the names made are removed and the record voided, and the put
  * fails as a whole.
  *
- * Without the log (file_sync = fsync or syncfs) commit follows the
- * maildir discipline, in two phases, each a batch of operations followed
+ * Without the log (file_sync = fsync or syncfs, and auto on ext4 without
+ * a journal) commit follows the maildir discipline, in two phases, each a batch of operations followed
  * by the fsyncs that make them durable:
  *
  *  1. write the message record to a new file in tmp/ (one per
