@@ -450,6 +450,18 @@ static void stop_thread(struct wal *w)
 	w->thread = false;
 }
 
+void wal_abandon(struct wal *w)
+{
+	if (w == NULL)
+		return;
+	stop_thread(w);
+	for (int k = 0; k < 2; k++)
+		close(w->f[k].fd);
+	pthread_mutex_destroy(&w->mu);
+	pthread_cond_destroy(&w->cv);
+	free(w);
+}
+
 void wal_close(struct wal *w)
 {
 	if (w == NULL)
@@ -465,23 +477,7 @@ void wal_close(struct wal *w)
 		log_msg(LOG_ERR, "file store: final sync failed (%s): wal/ kept for replay",
 			strerror(errno));
 	}
-	for (int k = 0; k < 2; k++)
-		close(w->f[k].fd);
-	pthread_mutex_destroy(&w->mu);
-	pthread_cond_destroy(&w->cv);
-	free(w);
-}
-
-void wal_abandon(struct wal *w)
-{
-	if (w == NULL)
-		return;
-	stop_thread(w);
-	for (int k = 0; k < 2; k++)
-		close(w->f[k].fd);
-	pthread_mutex_destroy(&w->mu);
-	pthread_cond_destroy(&w->cv);
-	free(w);
+	wal_abandon(w); /* what is left: the descriptors and the memory */
 }
 
 void wal_lock(struct wal *w)
