@@ -159,7 +159,9 @@ def mkfs(kind, dev):
 def recover_and_mount(disks, kind, dev, path):
     """What a reboot does: e2fsck -y without a journal, journal replay by
     the mount otherwise.  XFS copies are mounted with nouuid: the original
-    is still mounted with the same UUID."""
+    is still mounted with the same UUID.  Returns what e2fsck repaired (a
+    list of its lines)."""
+    fixed = []
     if kind == "ext4-nojournal":
         p = run(["e2fsck", "-f", "-y", dev], check=False)
         if p.returncode >= 4:
@@ -171,6 +173,7 @@ def recover_and_mount(disks, kind, dev, path):
                      if ln and not ln.startswith(("Pass ", "e2fsck ", "/dev/"))]
             sys.stderr.write("  e2fsck repaired: %s\n" % " | ".join(fixed[:12]))
     disks.mount(dev, path, "nouuid" if kind == "xfs" else None)
+    return fixed
 
 
 def build_shim(tmp):
@@ -306,6 +309,24 @@ def user_dir(root, rcpt):
     return os.path.join(root, "users", dom, local)
 
 
+def what_is_left(root, ud, eid):
+    """For a lost entry: which of its other names survived, to tell a
+    commit that never happened from names the file system's repair lost."""
+    left = []
+    for name in (eid + ".eml", eid + ".eml.gz"):
+        p = os.path.join(ud, name)
+        if os.path.exists(p):
+            left.append("%s (%d links)" % (name, os.stat(p).st_nlink))
+    x = os.path.join(root, "ids", eid[:2], eid)
+    if os.path.lexists(x):
+        left.append("ids/%s/%s (%d links)" % (eid[:2], eid, os.lstat(x).st_nlink))
+    try:
+        n = len(os.listdir(ud))
+    except OSError as e:
+        n = "unreadable: %s" % e
+    return "left: %s; %s names in its directory" % (", ".join(left) or "nothing", n)
+
+
 def file_content(d, eid):
     for name, gz in ((eid + ".eml", False), (eid + ".eml.gz", True)):
         p = os.path.join(d, name)
@@ -318,6 +339,8 @@ def file_content(d, eid):
 
 class PowerCutCase(h.ServerTestCase):
     tmp_prefix = "rq-powercut-"
+    maxDiff = None  # a failure shows every problem of its copy
+    repaired = []   # what e2fsck repaired on the copy being checked
 
     def setUp(self):
         super().setUp()
@@ -356,7 +379,7 @@ class PowerCutCase(h.ServerTestCase):
     def open_copy(self, kind, img, k):
         dev = self.disks.attach(img)
         mnt = os.path.join(self.tmp, "copy-%s-%d" % (kind, k))
-        recover_and_mount(self.disks, kind, dev, mnt)
+        self.repaired = recover_and_mount(self.disks, kind, dev, mnt)
         return dev, mnt
 
     def close_copy(self, dev, mnt, img):
@@ -433,7 +456,8 @@ class FileStorePowerCut(PowerCutCase):
             for rcpt, eid in pairs:
                 ud = user_dir(root, rcpt)
                 if not os.path.exists(os.path.join(ud, eid + ".json")):
-                    problems.append("lost: %s for %s (entry %s has no .json)" % (qid, rcpt, eid))
+                    problems.append("lost: %s for %s (entry %s has no .json; %s)"
+                                    % (qid, rcpt, eid, what_is_left(root, ud, eid)))
                     continue
                 got = file_content(ud, eid)
                 if got is None:
@@ -458,6 +482,9 @@ class FileStorePowerCut(PowerCutCase):
             rc, out, err = h.cli(conf, "cat", e["id"])
             if rc != 0 or hashlib.sha256(out).hexdigest() != e["sha256"]:
                 problems.append("cat %s: rc %d, %s" % (e["id"], rc, err.strip()))
+        if problems and self.repaired:
+            # what the file system's repair did is most of the story
+            problems.append("e2fsck repaired: " + " | ".join(self.repaired))
         return problems
 
     def file_run(self, kind, expect_sync, shim=None, compress=None):
@@ -508,7 +535,8 @@ class FileStorePowerCut(PowerCutCase):
         return load, results
 
     def assert_clean(self, kind, results):
-        bad = ["copy %d: %s" % (k, "; ".join(p[:8])) for k, (_, p) in enumerate(results) if p]
+        bad = ["copy %d: %s" % (k, "; ".join(p[:8] + p[-1:] if len(p) > 8 else p))
+               for k, (_, p) in enumerate(results) if p]
         self.assertEqual(bad, [], "%s: a power cut lost or mangled mail" % kind)
 
     def test_ext4(self):
