@@ -37,7 +37,10 @@
  *                                    again).  An index of users/, not synced
  *                                    with each commit; a lookup that finds
  *                                    no usable entry (after a crash)
- *                                    searches users/ and makes it again
+ *                                    searches users/ and makes it again.
+ *                                    Also the record's second home: a
+ *                                    .json name that e2fsck dropped is
+ *                                    made again from it (restore_json)
  *   <root>/wal/                      the write-ahead log: two files per
  *                                    process that stores
  *                                    (store_file_wal.c)
@@ -1619,6 +1622,8 @@ static void recover(struct fstore *fs)
 			n, x.entries);
 }
 
+static bool restore_json(struct fstore *fs, int ufd, const char *rel, const char *id, int64_t *at);
+
 static int file_get(void *state, const char *id, struct qentry *out, struct qerr *e)
 {
 	struct fstore *fs = state;
@@ -1627,6 +1632,9 @@ static int file_get(void *state, const char *id, struct qentry *out, struct qerr
 	if (entry_dir(fs, id, &ufd, e) < 0)
 		return -1;
 	int r = load_entry(ufd, id, out, e);
+	int64_t at;
+	if (r == 1 && restore_json(fs, ufd, NULL, id, &at))
+		r = load_entry(ufd, id, out, e);
 	close(ufd);
 	if (r == 1)
 		return qerr_notfound(e, "no entry '%s'", id);
@@ -1934,6 +1942,105 @@ static int cand_by_id(const void *a, const void *b)
 	return strcmp(((const struct cand *)a)->id, ((const struct cand *)b)->id);
 }
 
+/*
+ * Names a file system lost.  On ext4 without a journal a power cut in the
+ * middle of a directory's reorganisation (a block of names split in two,
+ * written one half at a time) can leave names of entries committed long
+ * before in neither block, and e2fsck then drops them: an entry that was
+ * durable loses its .json.  Its message record is still linked from
+ * ids/, so the name can be made again.  Only for content that has no
+ * .json, whose ids entry is a record naming this directory, and which no
+ * commit is still working on (a commit keeps its record's tmp/ name until
+ * every name is made).
+ */
+
+/* Whether a name in tmp/ links the inode of st: a commit in progress. */
+static bool held_in_tmp(struct fstore *fs, const struct stat *st)
+{
+	DIR *d = open_listing(fs->tmpfd);
+	if (d == NULL)
+		return true; /* cannot tell: leave it */
+	bool held = false;
+	struct dirent *de;
+	while (!held && (de = readdir(d)) != NULL) {
+		struct stat ts;
+		if (de->d_name[0] != '.' &&
+		    fstatat(fs->tmpfd, de->d_name, &ts, AT_SYMLINK_NOFOLLOW) == 0)
+			held = ts.st_ino == st->st_ino && ts.st_dev == st->st_dev;
+	}
+	closedir(d);
+	return held;
+}
+
+/* Makes users/<rel>/<id>.json again from the record ids/ links, if that
+ * record names this directory for id and the content is here (rel NULL:
+ * ufd was opened from that record).  Returns true with the entry's time
+ * in *at if it did. */
+static bool restore_json(struct fstore *fs, int ufd, const char *rel, const char *id, int64_t *at)
+{
+	char xx[3] = { id[0], id[1], '\0' };
+	char want[REL_MAX], name[ENTRY_ID_LEN + 8];
+	struct stat st;
+	int dfd;
+	if (!has_content(ufd, id) || open_subdir(fs->idsfd, xx, false, false, &dfd, NULL) != 0)
+		return false;
+	bool ok = false;
+	struct buf b = { 0 };
+	struct qentry q;
+	if (fstatat(dfd, id, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+	    read_small(dfd, id, &b, NULL) == 0 &&
+	    qentry_from_json_for(b.data ? b.data : "", b.len, id, &q) == 0) {
+		ok = strcmp(q.id, id) == 0 && q.rcpt != NULL &&
+		     rcpt_rel(q.rcpt, want, sizeof want, NULL) == 0 &&
+		     (rel == NULL || strcmp(want, rel) == 0);
+		qentry_free(&q);
+	}
+	buf_free(&b);
+	snprintf(name, sizeof name, "%s.json", id);
+	if (ok && !held_in_tmp(fs, &st) && linkat(dfd, id, ufd, name, 0) == 0) {
+		if (fsync(ufd) < 0)
+			log_msg(LOG_ERR, "file store: cannot sync users/%s: %s", want, strerror(errno));
+		log_msg(LOG_WARNING, "file store: users/%s/%s had lost its name (a file system "
+				     "repair after a crash?); made again from ids/%s/%s",
+			want, name, xx, id);
+		*at = (int64_t)st.st_mtime;
+	} else {
+		ok = false;
+	}
+	close(dfd);
+	return ok;
+}
+
+/* For a list: the entries of one directory are cv->v[from..] and its
+ * content names are in names; content without an entry is restored
+ * where restore_json can, and joins cv. */
+static void restore_dir(struct fstore *fs, int ufd, const char *rel, size_t dir,
+			struct cand_vec *cv, size_t from, const struct name_vec *names)
+{
+	size_t n = cv->n - from;
+	if (n > 1)
+		qsort(cv->v + from, n, sizeof *cv->v, cand_by_id);
+	for (size_t i = 0; i < names->n; i++) {
+		const char *nm = names->v[i];
+		if (!is_entry_file(nm, ".eml") && !is_entry_file(nm, ".eml.gz"))
+			continue;
+		struct cand key;
+		memcpy(key.id, nm, ENTRY_ID_LEN);
+		key.id[ENTRY_ID_LEN] = '\0';
+		int64_t at;
+		if ((n > 0 && bsearch(&key, cv->v + from, n, sizeof *cv->v, cand_by_id) != NULL) ||
+		    !restore_json(fs, ufd, rel, key.id, &at))
+			continue;
+		if (cv->n == cv->cap) {
+			cv->cap = cv->cap ? cv->cap * 2 : 64;
+			cv->v = xrealloc(cv->v, cv->cap * sizeof *cv->v);
+		}
+		key.at = at;
+		key.dir = dir;
+		cv->v[cv->n++] = key;
+	}
+}
+
 /* Newest first; equal times by id, as list orders entries. */
 static int cand_newest_first(const void *a, const void *b)
 {
@@ -2005,6 +2112,8 @@ struct list_gather {
 	struct cand_vec cv;
 	char **dirs;
 	size_t ndirs, capdirs;
+	struct fstore *fs;
+	struct name_vec names; /* the directory being gathered's other names */
 };
 
 static int gather_dir(int ufd, const char *rel, void *arg, struct qerr *e)
@@ -2015,7 +2124,12 @@ static int gather_dir(int ufd, const char *rel, void *arg, struct qerr *e)
 		g->dirs = xrealloc(g->dirs, g->capdirs * sizeof *g->dirs);
 	}
 	g->dirs[g->ndirs] = xstrdup(rel);
-	return gather_cands(ufd, rel, g->ndirs++, &g->cv, NULL, e);
+	size_t from = g->cv.n;
+	g->names.n = 0;
+	if (gather_cands(ufd, rel, g->ndirs, &g->cv, &g->names, e) < 0)
+		return -1;
+	restore_dir(g->fs, ufd, rel, g->ndirs++, &g->cv, from, &g->names);
+	return 0;
 }
 
 /*
@@ -2030,7 +2144,7 @@ static int file_list(void *state, const struct store_filter *f, store_entry_cb c
 {
 	struct fstore *fs = state;
 	struct entry_vec ev = { .f = f };
-	struct list_gather g = { { NULL, 0, 0 }, NULL, 0, 0 };
+	struct list_gather g = { .fs = fs };
 	int r, ufd = -1;
 	size_t open_dir = 0;
 	if (f && f->rcpt) {
@@ -2042,7 +2156,9 @@ static int file_list(void *state, const struct store_filter *f, store_entry_cb c
 			return 0;
 		if (r < 0)
 			return -1;
-		r = gather_cands(ufd, rel, 0, &g.cv, NULL, e);
+		r = gather_cands(ufd, rel, 0, &g.cv, &g.names, e);
+		if (r == 0)
+			restore_dir(fs, ufd, rel, 0, &g.cv, 0, &g.names);
 		g.dirs = xmalloc(sizeof *g.dirs);
 		g.dirs[g.ndirs++] = xstrdup(rel);
 	} else {
@@ -2114,6 +2230,7 @@ static int file_list(void *state, const struct store_filter *f, store_entry_cb c
 		free(g.dirs[i]);
 	free(g.dirs);
 	free(g.cv.v);
+	free(g.names.v);
 	return r;
 }
 
@@ -2241,11 +2358,12 @@ static uint64_t entry_size(int ufd, const char *id)
 }
 
 /* Removes temporary files of dead processes and .eml files that never
- * got their metadata (a crash mid-commit), once they are old enough.
+ * got their metadata (a crash mid-commit), once they are old enough;
+ * content whose .json the file system lost gets it back instead.
  * names and cv (sorted by id) are what gather_cands saw in the directory:
  * only content without a .json there is looked at again. */
-static void sweep_dir(int ufd, const char *rel, int64_t now, const struct name_vec *names,
-		      const struct cand_vec *cv)
+static void sweep_dir(struct fstore *fs, int ufd, const char *rel, int64_t now,
+		      const struct name_vec *names, const struct cand_vec *cv)
 {
 	for (size_t i = 0; i < names->n; i++) {
 		const char *name = names->v[i];
@@ -2265,6 +2383,9 @@ static void sweep_dir(int ufd, const char *rel, int64_t now, const struct name_v
 		snprintf(json, sizeof json, "%.*s.json", ENTRY_ID_LEN, name);
 		if (fstatat(ufd, json, &st, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT)
 			continue;
+		int64_t at;
+		if (restore_json(fs, ufd, rel, key.id, &at))
+			continue; /* a committed entry whose name was lost */
 		if (fstatat(ufd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
 		    now - (int64_t)st.st_ctime > ORPHAN_AGE) {
 			unlinkat(ufd, name, 0);
@@ -2342,7 +2463,7 @@ static int expire_dir(int ufd, const char *rel, void *arg, struct qerr *e)
 	if (!o->dry_run) {
 		if (x->cv.n > 1)
 			qsort(x->cv.v, x->cv.n, sizeof *x->cv.v, cand_by_id);
-		sweep_dir(ufd, rel, x->now, &x->names, &x->cv);
+		sweep_dir(x->fs, ufd, rel, x->now, &x->names, &x->cv);
 	}
 	return 0;
 }

@@ -1098,6 +1098,87 @@ static void test_orphans_swept_by_expire(void **state)
 	assert_int_equal(r.entries, 0);
 }
 
+/* After a power cut, e2fsck on ext4 without a journal can drop the
+ * names of entries committed long before (a directory block that was
+ * being split).  An entry left with its content and its ids/ link but no
+ * .json gets it back from the record ids/ links, when it is read, listed
+ * or swept by expire; never while a commit still holds the record (its
+ * tmp/ name), nor into a directory the record does not name. */
+static void test_lost_name_restored(void **state)
+{
+	struct fixture *f = *state;
+	struct put_args a = { MSG, sizeof MSG - 1, THREE, 3, "QL", "s@example.com", NULL };
+	char **ids;
+	size_t nids, created;
+	struct qerr e;
+	struct qentry q;
+	struct listed l;
+	struct store_filter all = all_filter();
+	put_ok(f->s, &a, &ids, &nids, &created);
+	char json[600], rec[600], held[600], other[600], eml[600];
+	snprintf(json, sizeof json, "%s/users/example.org/a/%s.json", f->root, ids[0]);
+	snprintf(rec, sizeof rec, "%s/ids/%.2s/%s", f->root, ids[0], ids[0]);
+	struct stat st0, st;
+	assert_int_equal(stat(json, &st0), 0);
+
+	/* read by id */
+	assert_int_equal(unlink(json), 0);
+	assert_int_equal(store_get(f->s, ids[0], &q, &e), 0);
+	assert_string_equal(q.rcpt, "a@example.org");
+	assert_int_equal(q.meta.received_at, (int64_t)st0.st_mtime);
+	qentry_free(&q);
+	assert_int_equal(stat(json, &st), 0);
+	assert_int_equal(st.st_ino, st0.st_ino); /* the same record, linked again */
+
+	/* listed */
+	assert_int_equal(unlink(json), 0);
+	assert_int_equal(list_n(f->s, &all, &l), 3);
+	assert_int_equal(access(json, F_OK), 0);
+	all.rcpt = "a@example.org";
+	assert_int_equal(unlink(json), 0);
+	assert_int_equal(list_n(f->s, &all, &l), 1);
+	assert_string_equal(l.ids[0], ids[0]);
+	assert_int_equal(access(json, F_OK), 0);
+	all.rcpt = NULL;
+
+	/* swept by expire: restored, not removed, however old */
+	assert_int_equal(unlink(json), 0);
+	set_now(clock_now() + 7200);
+	struct expire_opts o = { .cutoff = 1 };
+	struct expire_result r;
+	assert_int_equal(store_expire(f->s, &o, &r, &e), 0);
+	assert_int_equal(r.entries, 0);
+	assert_int_equal(access(json, F_OK), 0);
+
+	/* a commit in progress holds the record in tmp/: left alone */
+	assert_int_equal(unlink(json), 0);
+	snprintf(held, sizeof held, "%s/tmp/%ld.99.json", f->root, (long)getpid());
+	assert_int_equal(link(rec, held), 0);
+	assert_int_equal(list_n(f->s, &all, &l), 2);
+	assert_int_equal(access(json, F_OK), -1);
+	assert_int_equal(unlink(held), 0);
+	assert_int_equal(list_n(f->s, &all, &l), 3);
+	assert_int_equal(access(json, F_OK), 0);
+
+	/* content under a directory the record does not name: not an entry */
+	snprintf(other, sizeof other, "%s/users/example.org/zz", f->root);
+	assert_int_equal(mkdir(other, 0700), 0);
+	snprintf(eml, sizeof eml, "%s/users/example.org/a/%s.eml", f->root, ids[0]);
+	snprintf(other, sizeof other, "%s/users/example.org/zz/%s.eml", f->root, ids[0]);
+	assert_int_equal(link(eml, other), 0);
+	assert_int_equal(list_n(f->s, &all, &l), 3);
+	snprintf(other, sizeof other, "%s/users/example.org/zz/%s.json", f->root, ids[0]);
+	assert_int_equal(access(other, F_OK), -1);
+
+	/* no content: nothing to restore (the entry is gone) */
+	assert_int_equal(unlink(json), 0);
+	assert_int_equal(unlink(eml), 0);
+	assert_int_equal(store_get(f->s, ids[0], &q, &e), -1);
+	assert_int_equal(e.cls, QERR_NOTFOUND);
+	assert_int_equal(access(json, F_OK), -1);
+	xfree_strv(ids, nids);
+}
+
 /* A crash between linking the content and writing the metadata leaves
  * an .eml (and perhaps an ids link) behind; the retry replaces them. */
 static void test_retry_after_crash(void **state)
@@ -2306,6 +2387,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_retry_after_crash, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_json_without_content, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lost_id_link, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lost_name_restored, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_gzip_round_trip_shared, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_gzip_mixed_and_damaged, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unknown_backend, setup, teardown),
@@ -2325,6 +2407,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_retry_after_crash, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_json_without_content, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lost_id_link, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lost_name_restored, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_gzip_round_trip_shared, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_gzip_mixed_and_damaged, setup, teardown),
 	};
