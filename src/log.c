@@ -7,6 +7,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,21 @@
 
 static int use_syslog;
 static char ident_buf[64];
+
+/* This process's id for the lines' prefix, looked up once per process
+ * (glibc no longer caches getpid: a system call per line otherwise);
+ * a fork clears it through the handler below. */
+static pid_t line_pid;
+
+static void forget_pid(void)
+{
+	line_pid = 0;
+}
+
+__attribute__((constructor)) static void watch_forks(void)
+{
+	pthread_atfork(NULL, NULL, forget_pid);
+}
 static int max_level = LOG_INFO;
 
 static const struct {
@@ -182,7 +198,8 @@ void log_msg(int level, const char *fmt, ...)
 		size_t n = strftime(stamp, sizeof stamp, "%Y-%m-%d %H:%M:%S", &tm);
 		snprintf(stamp + n, sizeof stamp - n, ".%03ld", ts.tv_nsec / 1000000);
 		buf_printf(&b, "%s %s[%ld]: %s: ", stamp,
-			   ident_buf[0] ? ident_buf : "rspamd-quarantined", (long)getpid(),
+			   ident_buf[0] ? ident_buf : "rspamd-quarantined",
+			   (long)(line_pid ? line_pid : (line_pid = getpid())),
 			   level_name(level));
 		log_append_clean(&b, raw, LOG_MAX_LINE);
 		buf_appendc(&b, '\n');

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -159,6 +160,41 @@ static void test_log_msg_stderr(void **state)
 	log_close();
 }
 
+/* A forked child's lines carry the child's id, though the parent logged
+ * (and so looked its own up) before the fork. */
+static void test_pid_after_fork(void **state)
+{
+	(void)state;
+	log_open(NULL, "t");
+	free(capture(LOG_INFO, "%s", "parent"));
+	int pfd[2];
+	assert_int_equal(pipe(pfd), 0);
+	pid_t child = fork();
+	assert_true(child >= 0);
+	if (child == 0) {
+		close(pfd[0]);
+		char *out = capture(LOG_INFO, "%s", "child");
+		(void)write(pfd[1], out, strlen(out));
+		_exit(0);
+	}
+	close(pfd[1]);
+	char got[512];
+	ssize_t n = read(pfd[0], got, sizeof got - 1);
+	close(pfd[0]);
+	int st;
+	waitpid(child, &st, 0);
+	assert_true(n > 0);
+	got[n] = '\0';
+	char want[64];
+	snprintf(want, sizeof want, " t[%ld]: info: child\n", (long)child);
+	assert_non_null(strstr(got, want));
+	char *out = capture(LOG_INFO, "%s", "parent again");
+	snprintf(want, sizeof want, " t[%ld]: info: parent again\n", (long)getpid());
+	assert_non_null(strstr(out, want));
+	free(out);
+	log_close();
+}
+
 static void test_log_msg_long(void **state)
 {
 	(void)state;
@@ -186,6 +222,7 @@ int main(void)
 		cmocka_unit_test(test_appends),
 		cmocka_unit_test(test_log_msg_stderr),
 		cmocka_unit_test(test_log_msg_long),
+		cmocka_unit_test(test_pid_after_fork),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
