@@ -194,6 +194,7 @@ struct fstore {
 	long pid;           /* this process's, for temporary names */
 	bool no_openat2;    /* the kernel (or a seccomp filter) refused openat2 */
 	unsigned long counter;
+	char salt[17];      /* random hex drawn at open, in upload names */
 	bool gzip;  /* compress = gzip: new content is stored deflated */
 	enum { SYNC_FSYNC, SYNC_SYNCFS, SYNC_SYNCFS_FLUSH, SYNC_LOG } sync; /* file_sync */
 	bool syncfs; /* the commit under way syncs no directory it makes (a
@@ -203,6 +204,11 @@ struct fstore {
 	struct wal *wal;    /* this process's log, from its first commit */
 };
 
+/* Bytes an upload gathers before writing: FastCGI hands the body over
+ * in pieces of a few KB, and a typical message then goes to its file in
+ * one write instead of several. */
+#define PUT_HOLD 16384
+
 struct fput {
 	struct fstore *fs;
 	int fd;
@@ -211,6 +217,8 @@ struct fput {
 	unsigned char *zout;  /* GZ_OUT bytes of deflate output */
 	uint64_t len;         /* bytes written to fd, as stored */
 	uint32_t crc;         /* their crc32, for the log record */
+	size_t held;          /* bytes in hold, not yet written to fd */
+	unsigned char hold[PUT_HOLD];
 };
 
 /* An I/O failure: temporary, since a retry may find space or a disk. */
@@ -741,6 +749,14 @@ static int file_open(void **state, const struct config *c, struct qerr *e)
 	for (size_t i = 0; i < 256; i++)
 		fs->idsdir[i] = -1;
 	fs->pid = (long)getpid();
+	/* Upload names: pid and counter are unique among the living; the salt
+	 * keeps a new process clear of a dead one's leftovers with its pid.
+	 * Drawn once: a getrandom per message is a system call for nothing. */
+	unsigned char rnd[8];
+	if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
+		memset(rnd, 0, sizeof rnd);
+	for (size_t i = 0; i < sizeof rnd; i++)
+		snprintf(fs->salt + 2 * i, sizeof fs->salt - 2 * i, "%02x", rnd[i]);
 	fs->rootfd = open(c->file_root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fs->rootfd < 0) {
 		qerr_perm(e, "file store: cannot open %.200s: %s", c->file_root, strerror(errno));
@@ -764,13 +780,8 @@ static int file_put_begin(void *state, void **put, struct qerr *e)
 {
 	struct fstore *fs = state;
 	struct fput *p = xcalloc(1, sizeof *p);
-	unsigned char rnd[8];
 	*put = NULL;
-	if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
-		memset(rnd, 0, sizeof rnd); /* pid and counter keep the name unique */
-	int len = snprintf(p->name, sizeof p->name, "%ld.%lu.", fs->pid, ++fs->counter);
-	for (size_t i = 0; i < sizeof rnd; i++)
-		len += snprintf(p->name + len, sizeof p->name - (size_t)len, "%02x", rnd[i]);
+	snprintf(p->name, sizeof p->name, "%ld.%lu.%s", fs->pid, ++fs->counter, fs->salt);
 	p->fs = fs;
 	/* read too: the log's record copies the content from it */
 	p->fd = openat(fs->tmpfd, p->name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
@@ -819,6 +830,15 @@ static int gz_pump(struct fput *p, int flush, struct qerr *e)
 	}
 }
 
+/* Writes what the upload holds. */
+static int put_flush(struct fput *p, struct qerr *e)
+{
+	if (p->held > 0 && write_full(p->fd, p->hold, p->held) < 0)
+		return io_err(e, "cannot write tmp/", p->name);
+	p->held = 0;
+	return 0;
+}
+
 static int file_put_write(void *put, const void *data, size_t n, struct qerr *e)
 {
 	struct fput *p = put;
@@ -836,8 +856,17 @@ static int file_put_write(void *put, const void *data, size_t n, struct qerr *e)
 		}
 		return 0;
 	}
-	if (write_full(p->fd, data, n) < 0)
+	if (p->held + n <= PUT_HOLD) {
+		memcpy(p->hold + p->held, data, n);
+		p->held += n;
+	} else if (put_flush(p, e) < 0) {
+		return -1;
+	} else if (n < PUT_HOLD) {
+		memcpy(p->hold, data, n);
+		p->held = n;
+	} else if (write_full(p->fd, data, n) < 0) {
 		return io_err(e, "cannot write tmp/", p->name);
+	}
 	for (size_t off = 0; off < n; off += 1u << 30) /* crc32's length is 32 bits */
 		p->crc = (uint32_t)crc32(p->crc, (const unsigned char *)data + off,
 					 (uInt)(n - off < (1u << 30) ? n - off : (1u << 30)));
@@ -1338,6 +1367,10 @@ static int file_put_commit(void *put, const struct qmeta *m, char *const *ids,
 {
 	struct fput *p = put;
 	*created = 0;
+	if (put_flush(p, e) < 0) {
+		put_free(p);
+		return -1;
+	}
 	if (p->z) {
 		p->z->next_in = NULL;
 		p->z->avail_in = 0;
@@ -1972,10 +2005,18 @@ static bool held_in_tmp(struct fstore *fs, const struct stat *st)
 	return held;
 }
 
+/* Whether ufd is users/<rel>. */
+static bool same_dir(struct fstore *fs, int ufd, const char *rel)
+{
+	struct stat a, b;
+	return fstat(ufd, &a) == 0 && fstatat(fs->usersfd, rel, &b, 0) == 0 &&
+	       a.st_ino == b.st_ino && a.st_dev == b.st_dev;
+}
+
 /* Makes users/<rel>/<id>.json again from the record ids/ links, if that
  * record names this directory for id and the content is here (rel NULL:
- * ufd was opened from that record).  Returns true with the entry's time
- * in *at if it did. */
+ * whichever directory ufd is).  Returns true with the entry's time in *at
+ * if it did. */
 static bool restore_json(struct fstore *fs, int ufd, const char *rel, const char *id, int64_t *at)
 {
 	char xx[3] = { id[0], id[1], '\0' };
@@ -1992,7 +2033,7 @@ static bool restore_json(struct fstore *fs, int ufd, const char *rel, const char
 	    qentry_from_json_for(b.data ? b.data : "", b.len, id, &q) == 0) {
 		ok = strcmp(q.id, id) == 0 && q.rcpt != NULL &&
 		     rcpt_rel(q.rcpt, want, sizeof want, NULL) == 0 &&
-		     (rel == NULL || strcmp(want, rel) == 0);
+		     (rel != NULL ? strcmp(want, rel) == 0 : same_dir(fs, ufd, want));
 		qentry_free(&q);
 	}
 	buf_free(&b);
