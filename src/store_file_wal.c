@@ -96,7 +96,8 @@ struct rec_head {
 };
 
 struct wal_file {
-	int fd;         /* read-only: holds the lock, keeps no write open */
+	int fd;         /* read-only: holds the lock */
+	int wfd;        /* for writing while records come, else -1 (open_writer) */
 	char name[64];
 	uint64_t gen;
 	uint64_t end;   /* where the next record goes */
@@ -230,12 +231,25 @@ fail:
 	return -1;
 }
 
-/* Opens log file f for writing, for as long as one write takes: a store
- * whose daemon is idle holds no file open for writing, so that its file
- * system can be remounted read-only. */
-static int open_writer(const struct wal *w, const struct wal_file *f)
+/* Log file f open for writing.  It stays open while commits come (an
+ * open and a close per message cost two system calls in a commit of
+ * about thirty), and the checkpoint thread closes it once the file is
+ * retired or idle: a store whose daemon is idle holds no file open for
+ * writing, so that its file system can be remounted read-only. */
+static int open_writer(const struct wal *w, struct wal_file *f)
 {
-	return openat(w->walfd, f->name, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (f->wfd < 0)
+		f->wfd = openat(w->walfd, f->name, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+	return f->wfd;
+}
+
+/* Closes f's writer, if open (after a failed write too: the next one
+ * starts from a fresh descriptor). */
+static void drop_writer(struct wal_file *f)
+{
+	if (f->wfd >= 0)
+		close(f->wfd);
+	f->wfd = -1;
 }
 
 /* Retires every record of f: their effects were made durable by the
@@ -247,7 +261,7 @@ static int retire(const struct wal *w, struct wal_file *f)
 		return -1;
 	int r = write_header(wfd, f->gen + 1) < 0 || fdatasync(wfd) < 0 ? -1 : 0;
 	int err = errno;
-	close(wfd);
+	drop_writer(f); /* no commit writes here until the file is active again */
 	errno = err;
 	if (r < 0)
 		return -1;
@@ -364,7 +378,8 @@ static void *checkpointer(void *arg)
 			f = &w->f[a];
 			f->dirty = true;
 		} else {
-			continue;           /* nothing to retire */
+			drop_writer(&w->f[a]); /* idle: nothing to retire */
+			continue;
 		}
 		int64_t since = now_ns();
 		pthread_mutex_unlock(&w->mu);
@@ -397,7 +412,7 @@ int wal_open(struct wal **out, int rootfd, int walfd, bool no_journal, struct qe
 		if (room < w->prealloc)
 			w->prealloc = room < 2 * WAL_HDR ? 2 * WAL_HDR : room & ~(uint64_t)4095;
 	}
-	w->f[0].fd = w->f[1].fd = -1;
+	w->f[0].fd = w->f[1].fd = w->f[0].wfd = w->f[1].wfd = -1;
 	unsigned char rnd[6];
 	if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
 		memset(rnd, 0, sizeof rnd);
@@ -455,8 +470,10 @@ void wal_abandon(struct wal *w)
 	if (w == NULL)
 		return;
 	stop_thread(w);
-	for (int k = 0; k < 2; k++)
+	for (int k = 0; k < 2; k++) {
 		close(w->f[k].fd);
+		drop_writer(&w->f[k]);
+	}
 	pthread_mutex_destroy(&w->mu);
 	pthread_cond_destroy(&w->cv);
 	free(w);
@@ -544,7 +561,7 @@ int wal_append(struct wal *w, const void *payload, size_t len, int content_fd,
 		r = copy_content(content_fd, wfd, off + sizeof h + len, content_len);
 	if (r < 0) {
 		qerr_temp(e, "file store: cannot write wal/%s: %s", f->name, strerror(errno));
-		close(wfd);
+		drop_writer(f);
 		return -1;
 	}
 	uint64_t end = off + sizeof h + len + content_len;
@@ -556,13 +573,11 @@ int wal_append(struct wal *w, const void *payload, size_t len, int content_fd,
 		r = fsync(wfd);
 	if (r < 0) {
 		qerr_temp(e, "file store: cannot sync wal/%s: %s", f->name, strerror(errno));
-		close(wfd);
+		drop_writer(f);
 		return -1;
 	}
 	if (end > f->size)
 		f->size = end;
-	if (close(wfd) < 0)
-		return qerr_temp(e, "file store: cannot write wal/%s: %s", f->name, strerror(errno));
 	w->last_off = off;
 	f->end = align8(off + sizeof h + len + content_len);
 	if (f->end > w->prealloc / 2 && !w->kick) {
@@ -577,11 +592,11 @@ void wal_void_last(struct wal *w)
 	struct wal_file *f = &w->f[w->active];
 	uint32_t m = VOID_MAGIC;
 	int wfd = open_writer(w, f);
-	if (wfd < 0 || pwrite_full(wfd, &m, sizeof m, w->last_off) < 0 || fdatasync(wfd) < 0)
+	if (wfd < 0 || pwrite_full(wfd, &m, sizeof m, w->last_off) < 0 || fdatasync(wfd) < 0) {
 		log_msg(LOG_WARNING, "file store: cannot void a record of wal/%s: %s", f->name,
 			strerror(errno));
-	if (wfd >= 0)
-		close(wfd);
+		drop_writer(f);
+	}
 }
 
 /* crc32 of n bytes of fd at off. */
