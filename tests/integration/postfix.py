@@ -294,3 +294,13 @@ class Postfix:
 
     def log_lines(self, pattern):
         return [l for l in _read(self.maillog).splitlines() if re.search(pattern, l)]
+
+    def wait_log_lines(self, pattern, timeout=15):
+        """log_lines once pattern has appeared: the local delivery agent logs
+        "status=sent" after the maildir file exists, through postlogd."""
+        end = time.monotonic() + timeout
+        while True:
+            got = self.log_lines(pattern)
+            if got or time.monotonic() > end:
+                return got
+            time.sleep(0.1)

@@ -359,7 +359,7 @@ class ReleaseTest(unittest.TestCase):
         self.assert_nothing_bounced(CHAIN.mx)
         # It went through the re-injection listener, not the milter.
         qid = re.search(r"queued as (\w+)", out).group(1)
-        self.assertTrue(CHAIN.mx.log_lines(r"postfix/reinject/smtpd.*%s: client=" % qid))
+        self.assertTrue(CHAIN.mx.wait_log_lines(r"postfix/reinject/smtpd.*%s: client=" % qid))
         self.assertFalse(CHAIN.mx.log_lines(r"%s: milter-reject" % qid))
         # No second entry, and this one is released.
         time.sleep(1)
@@ -587,7 +587,7 @@ class ReleaseTest(unittest.TestCase):
         got = CHAIN.mx.wait_maildir("jürgen", 1)
         self.assertEqual(len(got), 1)
         self.assertTrue(got[0].endswith(stored.replace(b"\r\n", b"\n")))
-        self.assertTrue(CHAIN.mx.log_lines(r"to=<jürgen@example.net>.*status=sent"))
+        self.assertTrue(CHAIN.mx.wait_log_lines(r"to=<jürgen@example.net>.*status=sent"))
         # A listener that does not offer SMTPUTF8: Postfix still takes the
         # 8-bit address (its legacy behaviour), so the release works too.
         e2, stored2 = self.quarantine("utf8-off", "dave")
@@ -620,7 +620,7 @@ class ReleaseTest(unittest.TestCase):
             self.assertIn("released to frank@example.net", out)
             self.assert_delivered(mx2, "frank", e, stored)
             self.assert_nothing_bounced(mx2)
-            self.assertTrue(mx2.log_lines(r"postfix/pickup.*uid="))
+            self.assertTrue(mx2.wait_log_lines(r"postfix/pickup.*uid="))
             time.sleep(1)
             self.assertEqual(len(self.entries("frank@example.net")), 1)
             self.assertEqual(self.status("frank@example.net", e["id"]), "released")
