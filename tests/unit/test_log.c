@@ -174,8 +174,8 @@ static void test_pid_after_fork(void **state)
 	if (child == 0) {
 		close(pfd[0]);
 		char *out = capture(LOG_INFO, "%s", "child");
-		(void)write(pfd[1], out, strlen(out));
-		_exit(0);
+		ssize_t w = write(pfd[1], out, strlen(out));
+		_exit(w == (ssize_t)strlen(out) ? 0 : 1);
 	}
 	close(pfd[1]);
 	char got[512];
