@@ -1665,8 +1665,7 @@ static int file_get(void *state, const char *id, struct qentry *out, struct qerr
 	if (entry_dir(fs, id, &ufd, e) < 0)
 		return -1;
 	int r = load_entry(ufd, id, out, e);
-	int64_t at;
-	if (r == 1 && restore_json(fs, ufd, NULL, id, &at))
+	if (r == 1 && restore_json(fs, ufd, NULL, id, NULL))
 		r = load_entry(ufd, id, out, e);
 	close(ufd);
 	if (r == 1)
@@ -1925,6 +1924,16 @@ struct name_vec {
 
 /* Adds every entry of one user directory with its time, by a stat of its
  * .json alone; with names, also notes the other files sweep_dir needs. */
+/* A new candidate at the end of cv. */
+static struct cand *cand_new(struct cand_vec *cv)
+{
+	if (cv->n == cv->cap) {
+		cv->cap = cv->cap ? cv->cap * 2 : 64;
+		cv->v = xrealloc(cv->v, cv->cap * sizeof *cv->v);
+	}
+	return &cv->v[cv->n++];
+}
+
 static int gather_cands(int ufd, const char *rel, size_t dir, struct cand_vec *cv,
 			struct name_vec *names, struct qerr *e)
 {
@@ -1955,11 +1964,7 @@ static int gather_cands(int ufd, const char *rel, size_t dir, struct cand_vec *c
 			r = io_err(e, "cannot look at", de->d_name);
 			break;
 		}
-		if (cv->n == cv->cap) {
-			cv->cap = cv->cap ? cv->cap * 2 : 64;
-			cv->v = xrealloc(cv->v, cv->cap * sizeof *cv->v);
-		}
-		struct cand *c = &cv->v[cv->n++];
+		struct cand *c = cand_new(cv);
 		memcpy(c->id, de->d_name, ENTRY_ID_LEN);
 		c->id[ENTRY_ID_LEN] = '\0';
 		c->at = (int64_t)st.st_mtime;
@@ -1973,6 +1978,17 @@ static int gather_cands(int ufd, const char *rel, size_t dir, struct cand_vec *c
 static int cand_by_id(const void *a, const void *b)
 {
 	return strcmp(((const struct cand *)a)->id, ((const struct cand *)b)->id);
+}
+
+/* Whether name is content whose id has no candidate among v[0..n)
+ * (sorted by id); its id in key. */
+static bool lone_content(const char *name, const struct cand *v, size_t n, struct cand *key)
+{
+	if (!is_entry_file(name, ".eml") && !is_entry_file(name, ".eml.gz"))
+		return false;
+	memcpy(key->id, name, ENTRY_ID_LEN);
+	key->id[ENTRY_ID_LEN] = '\0';
+	return n == 0 || bsearch(key, v, n, sizeof *v, cand_by_id) == NULL;
 }
 
 /*
@@ -2015,8 +2031,8 @@ static bool same_dir(struct fstore *fs, int ufd, const char *rel)
 
 /* Makes users/<rel>/<id>.json again from the record ids/ links, if that
  * record names this directory for id and the content is here (rel NULL:
- * whichever directory ufd is).  Returns true with the entry's time in *at
- * if it did. */
+ * whichever directory ufd is).  Returns true, with the entry's time in
+ * *at if at is not NULL, if it did. */
 static bool restore_json(struct fstore *fs, int ufd, const char *rel, const char *id, int64_t *at)
 {
 	char xx[3] = { id[0], id[1], '\0' };
@@ -2044,7 +2060,8 @@ static bool restore_json(struct fstore *fs, int ufd, const char *rel, const char
 		log_msg(LOG_WARNING, "file store: users/%s/%s had lost its name (a file system "
 				     "repair after a crash?); made again from ids/%s/%s",
 			want, name, xx, id);
-		*at = (int64_t)st.st_mtime;
+		if (at != NULL)
+			*at = (int64_t)st.st_mtime;
 	} else {
 		ok = false;
 	}
@@ -2054,31 +2071,28 @@ static bool restore_json(struct fstore *fs, int ufd, const char *rel, const char
 
 /* For a list: the entries of one directory are cv->v[from..] and its
  * content names are in names; content without an entry is restored
- * where restore_json can, and joins cv. */
+ * where restore_json can, and joins cv.  A directory with as many
+ * entries as content names is not searched: list is the users' pages'
+ * path, and expire's sweep looks at every name anyway. */
 static void restore_dir(struct fstore *fs, int ufd, const char *rel, size_t dir,
 			struct cand_vec *cv, size_t from, const struct name_vec *names)
 {
-	size_t n = cv->n - from;
-	if (n > 1)
-		qsort(cv->v + from, n, sizeof *cv->v, cand_by_id);
+	size_t n = cv->n - from, contents = 0;
+	for (size_t i = 0; i < names->n; i++)
+		contents += is_entry_file(names->v[i], ".eml") ||
+			    is_entry_file(names->v[i], ".eml.gz");
+	if (contents <= n)
+		return;
+	qsort(cv->v + from, n, sizeof *cv->v, cand_by_id);
 	for (size_t i = 0; i < names->n; i++) {
-		const char *nm = names->v[i];
-		if (!is_entry_file(nm, ".eml") && !is_entry_file(nm, ".eml.gz"))
-			continue;
 		struct cand key;
-		memcpy(key.id, nm, ENTRY_ID_LEN);
-		key.id[ENTRY_ID_LEN] = '\0';
 		int64_t at;
-		if ((n > 0 && bsearch(&key, cv->v + from, n, sizeof *cv->v, cand_by_id) != NULL) ||
-		    !restore_json(fs, ufd, rel, key.id, &at))
-			continue;
-		if (cv->n == cv->cap) {
-			cv->cap = cv->cap ? cv->cap * 2 : 64;
-			cv->v = xrealloc(cv->v, cv->cap * sizeof *cv->v);
+		if (lone_content(names->v[i], cv->v + from, n, &key) &&
+		    restore_json(fs, ufd, rel, key.id, &at)) {
+			key.at = at;
+			key.dir = dir;
+			*cand_new(cv) = key;
 		}
-		key.at = at;
-		key.dir = dir;
-		cv->v[cv->n++] = key;
 	}
 }
 
@@ -2413,19 +2427,14 @@ static void sweep_dir(struct fstore *fs, int ufd, const char *rel, int64_t now,
 			unlinkat(ufd, name, 0);
 			continue;
 		}
-		if (!is_entry_file(name, ".eml") && !is_entry_file(name, ".eml.gz"))
-			continue;
 		struct cand key;
-		memcpy(key.id, name, ENTRY_ID_LEN);
-		key.id[ENTRY_ID_LEN] = '\0';
-		if (cv->n > 0 && bsearch(&key, cv->v, cv->n, sizeof *cv->v, cand_by_id) != NULL)
-			continue; /* it has (or had, until expired now) its metadata */
+		if (!lone_content(name, cv->v, cv->n, &key))
+			continue; /* not content, or it has (or had, until expired now) its metadata */
 		char json[ENTRY_ID_LEN + 8];
 		snprintf(json, sizeof json, "%.*s.json", ENTRY_ID_LEN, name);
 		if (fstatat(ufd, json, &st, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT)
 			continue;
-		int64_t at;
-		if (restore_json(fs, ufd, rel, key.id, &at))
+		if (restore_json(fs, ufd, rel, key.id, NULL))
 			continue; /* a committed entry whose name was lost */
 		if (fstatat(ufd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
 		    now - (int64_t)st.st_ctime > ORPHAN_AGE) {
