@@ -2083,11 +2083,13 @@ static void restore_dir(struct fstore *fs, int ufd, const char *rel, size_t dir,
 			    is_entry_file(names->v[i], ".eml.gz");
 	if (contents <= n)
 		return;
-	qsort(cv->v + from, n, sizeof *cv->v, cand_by_id);
+	if (n > 1)
+		qsort(cv->v + from, n, sizeof *cv->v, cand_by_id);
 	for (size_t i = 0; i < names->n; i++) {
 		struct cand key;
 		int64_t at;
-		if (lone_content(names->v[i], cv->v + from, n, &key) &&
+		/* no entries: cv->v may be NULL, and NULL + 0 is undefined */
+		if (lone_content(names->v[i], n > 0 ? cv->v + from : NULL, n, &key) &&
 		    restore_json(fs, ufd, rel, key.id, &at)) {
 			key.at = at;
 			key.dir = dir;
