@@ -953,17 +953,24 @@ static void rollback(struct fstore *fs, struct made *mk, size_t n)
 }
 
 /* Links the content in as <id>.eml (or .eml.gz).  Only called while the
- * entry is not complete, so a content file of its id in either form is a
- * leftover (of a crash, or of an older version that named the content
- * before it was durable) and is replaced: never trusted to hold the
- * bytes. */
+ * entry is not complete, so a content file of its id is a leftover (of a
+ * crash, or of an older version that named the content before it was
+ * durable) and never trusted to hold the bytes: one of the same name is
+ * replaced, and a plain one is removed before a gzip one is linked.  A
+ * leftover .eml.gz beside a new plain .eml is left: readers take the
+ * plain form first (find_content), and expire removes it once the entry
+ * is gone.  Looking for it would cost every recipient a lookup in what
+ * may be a large directory, for a leftover that needs a crash and a
+ * change of compress to exist. */
 static int link_content_from(int tmpfd, const char *src, bool gz, int ufd, const char *id,
 			     struct qerr *e)
 {
 	char name[ENTRY_ID_LEN + 8];
-	content_name(name, sizeof name, id, !gz);
-	if (unlinkat(ufd, name, 0) < 0 && errno != ENOENT)
-		return io_err(e, "cannot replace", name);
+	if (gz) {
+		content_name(name, sizeof name, id, false);
+		if (unlinkat(ufd, name, 0) < 0 && errno != ENOENT)
+			return io_err(e, "cannot replace", name);
+	}
 	content_name(name, sizeof name, id, gz);
 	if (linkat(tmpfd, src, ufd, name, 0) == 0)
 		return 0;

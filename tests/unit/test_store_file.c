@@ -1478,6 +1478,30 @@ static int first_piece_cb(const void *p, size_t n, void *arg)
 	return 1;
 }
 
+/* The id a put of msg with qid from scan1 gives rcpt. */
+static void derived_id(const char *msg, size_t len, const char *qid, const char *rcpt,
+		       char id[ENTRY_ID_LEN + 1])
+{
+	struct qmeta m;
+	memset(&m, 0, sizeof m);
+	sha256_hex(msg, len, m.sha256);
+	m.qid = (char *)qid;
+	m.rspamd_server = (char *)"scan1";
+	store_entry_id(&m, rcpt, id);
+}
+
+/* Leaves what a crash could: example.org/a's content file of id with the
+ * suffix, holding four bytes that are not the message. */
+static void plant_leftover(struct fixture *f, const char *id, const char *suffix, char *path,
+			   size_t len)
+{
+	user_file(f, "example.org/a", id, suffix, path, len);
+	int fd = open(path, O_CREAT | O_WRONLY, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "half", 4), 4);
+	close(fd);
+}
+
 static void test_gzip_mixed_and_damaged(void **state)
 {
 	struct fixture *f = *state;
@@ -1508,19 +1532,10 @@ static void test_gzip_mixed_and_damaged(void **state)
 	size_t len;
 	char *msg = mixed_message(&len);
 	struct put_args big = { msg, len, a_only, 1, "QG", NULL, NULL };
-	struct qmeta m;
-	memset(&m, 0, sizeof m);
-	sha256_hex(msg, len, m.sha256);
-	m.qid = (char *)"QG";
-	m.rspamd_server = (char *)"scan1";
 	char id[ENTRY_ID_LEN + 1];
-	store_entry_id(&m, a_only[0], id);
+	derived_id(msg, len, "QG", a_only[0], id);
 	char left[512];
-	user_file(f, "example.org/a", id, "eml", left, sizeof left);
-	int fd = open(left, O_CREAT | O_WRONLY, 0600);
-	assert_true(fd >= 0);
-	assert_int_equal(write(fd, "half", 4), 4);
-	close(fd);
+	plant_leftover(f, id, "eml", left, sizeof left);
 	put_ok(f->s, &big, &ids3, &nids3, &created);
 	assert_int_equal(created, 1);
 	assert_string_equal(ids3[0], id);
@@ -1557,7 +1572,7 @@ static void test_gzip_mixed_and_damaged(void **state)
 	char orphan[512];
 	user_file(f, "example.org/a", "0123456789abcdef01234567", "eml.gz", orphan,
 		  sizeof orphan);
-	fd = open(orphan, O_CREAT | O_WRONLY, 0600);
+	int fd = open(orphan, O_CREAT | O_WRONLY, 0600);
 	assert_true(fd >= 0);
 	close(fd);
 	set_now(clock_now() + 7200);
@@ -1570,6 +1585,59 @@ static void test_gzip_mixed_and_damaged(void **state)
 	xfree_strv(ids2, nids2);
 	xfree_strv(ids3, nids3);
 	free(msg);
+}
+
+/* The other way round: a crash left an .eml.gz (here not even gzip) for
+ * an entry now stored plain.  The plain content is linked beside it and
+ * is what every reader gets; once the entry is removed, the leftover is
+ * an orphan that expire sweeps. */
+static void test_gzip_leftover_beside_plain(void **state)
+{
+	struct fixture *f = *state;
+	const char *const a_only[] = { "a@example.org" };
+	struct put_args plain = { MSG, sizeof MSG - 1, a_only, 1, "QL", NULL, NULL };
+	char id[ENTRY_ID_LEN + 1];
+	derived_id(MSG, sizeof MSG - 1, "QL", a_only[0], id);
+	struct qerr e;
+	char **ids;
+	size_t nids, created;
+	/* the user's directory exists before the leftover can */
+	struct put_args other = { MSG, sizeof MSG - 1, a_only, 1, "QO", NULL, NULL };
+	char **ids0;
+	size_t nids0;
+	put_ok(f->s, &other, &ids0, &nids0, &created);
+	char left[512], eml[512];
+	plant_leftover(f, id, "eml.gz", left, sizeof left);
+
+	put_ok(f->s, &plain, &ids, &nids, &created);
+	assert_int_equal(created, 1);
+	assert_string_equal(ids[0], id);
+	user_file(f, "example.org/a", id, "eml", eml, sizeof eml);
+	assert_int_equal(access(eml, F_OK), 0);
+	assert_int_equal(access(left, F_OK), 0); /* left beside it, never read */
+	struct buf b = { 0 };
+	assert_int_equal(store_read_content(f->s, id, collect_cb, &b, &e), 0);
+	assert_int_equal(b.len, sizeof MSG - 1);
+	assert_memory_equal(b.data, MSG, b.len);
+	buf_free(&b);
+	struct qentry q;
+	assert_int_equal(store_get(f->s, id, &q, &e), 0);
+	assert_int_equal(q.meta.size, sizeof MSG - 1);
+	qentry_free(&q);
+	struct store_filter all = all_filter();
+	struct listed l;
+	assert_int_equal(list_n(f->s, &all, &l), 2);
+
+	assert_int_equal(store_remove(f->s, id, &e), 0);
+	assert_int_equal(access(eml, F_OK), -1);
+	set_now(clock_now() + 7200);
+	struct expire_opts o = { .cutoff = 1 };
+	struct expire_result r;
+	assert_int_equal(store_expire(f->s, &o, &r, &e), 0);
+	assert_int_equal(access(left, F_OK), -1);
+	assert_int_equal(list_n(f->s, &all, &l), 1);
+	xfree_strv(ids, nids);
+	xfree_strv(ids0, nids0);
 }
 
 static void test_unknown_backend(void **state)
@@ -2390,6 +2458,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_lost_name_restored, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_gzip_round_trip_shared, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_gzip_mixed_and_damaged, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_gzip_leftover_beside_plain, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unknown_backend, setup, teardown),
 		cmocka_unit_test(test_entry_id),
 	};
@@ -2410,6 +2479,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_lost_name_restored, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_gzip_round_trip_shared, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_gzip_mixed_and_damaged, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_gzip_leftover_beside_plain, setup, teardown),
 	};
 	/* The whole battery with the log (auto takes it on journalling file
 	 * systems only, and the temporary directory's may have none) */
