@@ -69,6 +69,17 @@ void store_close(struct store *s)
 	free(s);
 }
 
+void store_defer(struct store *s)
+{
+	if (s->be->defer != NULL)
+		s->be->defer(s->state);
+}
+
+int store_settle(struct store *s, struct qerr *e)
+{
+	return s->be->settle != NULL ? s->be->settle(s->state, e) : 0;
+}
+
 const char *store_backend_name(const struct store *s)
 {
 	return s->be->name;

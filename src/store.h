@@ -81,6 +81,15 @@ struct store_backend {
 	int (*put_commit)(void *put, const struct qmeta *m, char *const *ids,
 			  size_t *created, struct qerr *e);
 	void (*put_abort)(void *put);
+	/* The daemon's worker answers before a commit's last, undurable
+	 * part is done where the backend can promise the entries without it
+	 * (the file store's log: the names are made after the answer, and a
+	 * crash meanwhile is replayed from the log).  defer turns this on for
+	 * the state; settle, called after the answer, finishes what the last
+	 * commit left, and always before the next put.  Both NULL in a backend
+	 * whose commits are whole when they return. */
+	void (*defer)(void *state);
+	int (*settle)(void *state, struct qerr *e);
 
 	/* One entry's metadata; QERR_NOTFOUND if there is none. */
 	int (*get)(void *state, const char *id, struct qentry *out, struct qerr *e);
@@ -139,6 +148,12 @@ int store_put_write(struct store_put *p, const void *data, size_t n, struct qerr
 int store_put_commit(struct store_put *p, struct qmeta *m, char ***ids,
 		     size_t *nids, size_t *created, struct qerr *e);
 void store_put_abort(struct store_put *p);
+/* For the daemon, which answers between the two: lets commits leave the
+ * rest of their work (see the backend's defer) to store_settle, called
+ * once the answer is out.  Entries are durable when the commit returns;
+ * an opener of the store waits for them to be visible. */
+void store_defer(struct store *s);
+int store_settle(struct store *s, struct qerr *e);
 
 /* Derives the ID of the entry for rcpt (out gets ENTRY_ID_LEN + 1 bytes). */
 void store_entry_id(const struct qmeta *m, const char *rcpt, char *out);

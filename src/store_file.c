@@ -77,8 +77,14 @@
  *     rename: an entry committed meanwhile by another worker is never
  *     overwritten).
  *
- * The answer follows step 3.  Until a checkpoint the log record stands
- * for the names: the log's thread makes the whole file system durable
+ * The daemon's workers answer between steps 2 and 3 (file_defer): the
+ * record is durable, and the names follow the answer (file_settle),
+ * before the worker takes its next request.  Meanwhile the log's first
+ * file is locked (wal_names_pending), and any process that opens the
+ * store waits for the names (wal_recover): a command run after a 200
+ * sees its entries.  Other callers (the CLI, tests) answer to no one and
+ * get their names before the commit returns.  Until a checkpoint the log
+ * record stands for the names: the log's thread makes the whole file system durable
  * (syncfs, then a flush) off the request path, about once a second, and
  * only then retires the records.  After a crash or a power cut, opening
  * the store (the daemon's workers, every CLI command) replays the logs of
@@ -93,8 +99,10 @@
  * its arrival and the checkpoint comes back if the worker dies (or the
  * power fails) before that checkpoint.  Nothing is lost that way; a
  * deleted entry may return.  If naming fails after the record is
- * durable, the names made are removed and the record voided, and the put
- * fails as a whole.
+ * durable and before an answer, the names made are removed and the
+ * record voided, and the put fails as a whole; after an answer the log
+ * is abandoned as a crash would leave it and replayed at once
+ * (publish_logged).
  *
  * Without the log (file_sync = fsync or syncfs, and auto on ext4 without
  * a journal) commit follows the maildir discipline, in two phases, each a batch of operations followed
@@ -202,6 +210,8 @@ struct fstore {
 	bool no_journal;    /* the log's file system needs syncfs for new blocks */
 	int walfd;          /* wal/, once opened */
 	struct wal *wal;    /* this process's log, from its first commit */
+	bool defer;         /* a logged commit's names wait for file_settle */
+	struct pending *pending; /* what the last logged commit left to make */
 };
 
 /* Bytes an upload gathers before writing: FastCGI hands the body over
@@ -715,13 +725,19 @@ static int choose_sync(struct fstore *fs, const char *mode)
 	return SYNC_LOG;
 }
 
+static int file_settle(void *state, struct qerr *e);
+
 static void file_close(void *state)
 {
 	struct fstore *fs = state;
 	if (fs == NULL)
 		return;
-	if (fs->pid == (long)getpid())
-		wal_close(fs->wal); /* a forked child's copy is its parent's to close */
+	if (fs->pid == (long)getpid()) { /* a forked child's copy is its parent's */
+		struct qerr e;
+		qerr_clear(&e);
+		(void)file_settle(fs, &e); /* logged where it fails */
+		wal_close(fs->wal);
+	}
 	int fds[] = { fs->rootfd, fs->tmpfd, fs->usersfd, fs->idsfd, fs->walfd };
 	for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
 		if (fds[i] >= 0)
@@ -779,6 +795,9 @@ static int file_open(void **state, const struct config *c, struct qerr *e)
 static int file_put_begin(void *state, void **put, struct qerr *e)
 {
 	struct fstore *fs = state;
+	struct qerr se;
+	qerr_clear(&se);
+	(void)file_settle(fs, &se); /* a caller that did not: logged where it fails */
 	struct fput *p = xcalloc(1, sizeof *p);
 	*put = NULL;
 	snprintf(p->name, sizeof p->name, "%ld.%lu.%s", fs->pid, ++fs->counter, fs->salt);
@@ -1305,66 +1324,151 @@ static void payload_entries(struct buf *b, const struct made *mk, size_t n, uint
 	}
 }
 
+/* A logged commit whose record is durable and whose names are still to
+ * be made: by commit_logged itself, or after the answer (file_settle).
+ * The log stays held (wal_lock) until they are. */
+struct pending {
+	struct fput *p;
+	struct made *mk;
+	size_t n;
+	struct records rc;
+	char (*ids)[ENTRY_ID_LEN + 1]; /* mk[i].id: the caller's go with its answer */
+};
+
+/* What every logged commit does last (commit_done), and the pending
+ * commit's own memory. */
+static void pending_end(struct pending *q)
+{
+	commit_done(q->p, q->mk, q->n, &q->rc);
+	free(q->ids);
+	free(q);
+}
+
+/*
+ * Makes the names of a logged commit (step 3 at the top) and lets the log
+ * go.  Before the answer a failure undoes them and voids the record: the
+ * put fails as a whole.  After the answer (answered) the record is the
+ * promise: the log is abandoned as a crash would leave it and replayed at
+ * once (recover), and if that fails too it stays for the next opener.
+ */
+static int publish_logged(struct fstore *fs, struct pending *q, bool answered, size_t *created,
+			  struct qerr *e)
+{
+	size_t i = 0;
+	int r = 0;
+	for (; r == 0 && i < q->n; i++) {
+		struct made *w = &q->mk[i];
+		if (w->skip)
+			continue;
+		w->rec = q->rc.name[i / RECORD_RCPTS];
+		r = link_id(fs, w->id, w->rec, e);
+		w->link = r == 0;
+		if (r == 0)
+			r = publish_one(fs, q->p, w, NULL, created, e);
+	}
+	if (r < 0 && !answered && i > 0) {
+		rollback(fs, q->mk, i);
+		wal_void_last(fs->wal);
+	}
+	if (answered)
+		wal_names_done(fs->wal);
+	wal_unlock(fs->wal);
+	pending_end(q);
+	if (r < 0 && answered) {
+		log_msg(LOG_ERR, "%s; the entries answered for are made again from the log", e->msg);
+		wal_abandon(fs->wal);
+		fs->wal = NULL;
+		recover(fs);
+	}
+	return r;
+}
+
 /*
  * Commits through the write-ahead log (file_sync = log or auto), as the
  * top describes: look at each recipient, write the records to tmp/,
  * append one log record (entries, records, content) made durable by one
- * fdatasync, then make the names without syncs.  Entries that exist
+ * fdatasync, then make the names without syncs, here or, for the daemon
+ * (fs->defer), after its answer (file_settle).  Entries that exist
  * already are left out (visible means durable in this store); a put
  * whose entries all exist writes nothing.  The log is held from the
  * append to the end of the names, so that a checkpoint never retires a
- * record whose names are not all made.
+ * record whose names are not all made.  A deferred commit counts in
+ * *created the entries that did not exist when it looked.
  */
 static int commit_logged(struct fput *p, const struct qmeta *m, char *const *ids,
 			 size_t *created, struct qerr *e)
 {
 	struct fstore *fs = p->fs;
 	size_t n = m->nrcpt;
-	struct made *mk = xcalloc(n ? n : 1, sizeof *mk);
-	for (size_t j = 0; j < n; j++)
-		mk[j].ufd = -1;
+	struct pending *q = xcalloc(1, sizeof *q);
+	q->p = p;
+	q->n = n;
+	q->mk = xcalloc(n ? n : 1, sizeof *q->mk);
+	q->ids = xcalloc(n ? n : 1, sizeof *q->ids);
+	for (size_t j = 0; j < n; j++) {
+		q->mk[j].ufd = -1;
+		memcpy(q->ids[j], ids[j], ENTRY_ID_LEN + 1);
+	}
 	fs->syncfs = true; /* new directories: the checkpoint's syncfs, or a replay */
-	struct records rc = { 0 };
 	uint32_t todo = 0;
 	int r = 0;
 	for (size_t j = 0; r == 0 && j < n; j++) {
-		r = look_one(p, m->rcpt[j], ids[j], NULL, &mk[j], j < KEEP_DIRS, NULL, e);
-		todo += r == 0 && !mk[j].skip;
+		r = look_one(p, m->rcpt[j], q->ids[j], NULL, &q->mk[j], j < KEEP_DIRS, NULL, e);
+		todo += r == 0 && !q->mk[j].skip;
 	}
 	struct buf pl = { 0 };
 	uint32_t head[3] = { PAYLOAD_MAGIC, p->z != NULL ? 1u : 0u, 0 };
 	buf_append(&pl, head, sizeof head);
 	if (r == 0 && todo > 0)
-		r = write_records(p, m, ids, &rc, NULL, &pl, e);
+		r = write_records(p, m, ids, &q->rc, NULL, &pl, e);
 	if (r == 0 && todo > 0) {
-		head[2] = (uint32_t)rc.n;
+		head[2] = (uint32_t)q->rc.n;
 		memcpy(pl.data, head, sizeof head);
-		payload_entries(&pl, mk, n, todo);
+		payload_entries(&pl, q->mk, n, todo);
 	}
-	size_t i = 0;
-	if (r == 0 && todo > 0) {
-		wal_lock(fs->wal);
-		r = wal_append(fs->wal, pl.data, pl.len, p->fd, p->len, p->crc, e);
-		for (; r == 0 && i < n; i++) {
-			if (mk[i].skip)
-				continue;
-			mk[i].rec = rc.name[i / RECORD_RCPTS];
-			r = link_id(fs, mk[i].id, mk[i].rec, e);
-			mk[i].link = r == 0;
-			if (r == 0)
-				r = publish_one(fs, p, &mk[i], NULL, created, e);
-		}
-		if (r < 0 && i > 0) {
-			rollback(fs, mk, i);
-			wal_void_last(fs->wal);
-		}
+	if (r < 0 || todo == 0) {
+		buf_free(&pl);
+		pending_end(q);
+		return r;
+	}
+	wal_lock(fs->wal);
+	r = wal_append(fs->wal, pl.data, pl.len, p->fd, p->len, p->crc, e);
+	buf_free(&pl);
+	if (r < 0) {
 		wal_unlock(fs->wal);
+		pending_end(q);
+		return -1;
 	}
+	if (fs->defer) {
+		wal_names_pending(fs->wal);
+		fs->pending = q;
+		*created = todo;
+		return 0;
+	}
+	r = publish_logged(fs, q, false, created, e);
 	if (r < 0)
 		*created = 0;
-	buf_free(&pl);
-	commit_done(p, mk, n, &rc);
 	return r;
+}
+
+/* The names a deferred commit left (see commit_logged), made once the
+ * answer is out.  A failure is logged and the log replayed: the entries
+ * were answered for. */
+static int file_settle(void *state, struct qerr *e)
+{
+	struct fstore *fs = state;
+	struct pending *q = fs->pending;
+	if (q == NULL)
+		return 0;
+	fs->pending = NULL;
+	size_t created = 0;
+	return publish_logged(fs, q, true, &created, e);
+}
+
+/* Lets commits leave their names to file_settle (the daemon's workers). */
+static void file_defer(void *state)
+{
+	((struct fstore *)state)->defer = true;
 }
 
 /* Ends the upload (the gzip trailer) and commits it through the log, or
@@ -2688,6 +2792,8 @@ const struct store_backend store_backend_file = {
 	.put_write = file_put_write,
 	.put_commit = file_put_commit,
 	.put_abort = file_put_abort,
+	.defer = file_defer,
+	.settle = file_settle,
 	.get = file_get,
 	.read_content = file_read_content,
 	.list = file_list,

@@ -507,6 +507,34 @@ void wal_unlock(struct wal *w)
 	pthread_mutex_unlock(&w->mu);
 }
 
+/* Takes (F_RDLCK, F_WRLCK) or releases (F_UNLCK) byte 0 of fd, an open
+ * file description's lock (F_OFD_SETLKW): independent of the flock that
+ * says the log's process lives, and of every other descriptor. */
+static int pending_lock(int fd, short type)
+{
+	struct flock fl = { .l_type = type, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1 };
+	int r;
+	do
+		r = fcntl(fd, F_OFD_SETLKW, &fl);
+	while (r < 0 && errno == EINTR);
+	return r;
+}
+
+/* A shared lock, on the descriptor that holds the flock: the files stay
+ * open for writing only while records come (open_writer), and an idle
+ * store's file system can be remounted read-only. */
+void wal_names_pending(struct wal *w)
+{
+	if (pending_lock(w->f[0].fd, F_RDLCK) < 0)
+		log_msg(LOG_WARNING, "file store: cannot lock wal/%s: %s (a reader may not "
+				     "wait for names being made)", w->f[0].name, strerror(errno));
+}
+
+void wal_names_done(struct wal *w)
+{
+	(void)pending_lock(w->f[0].fd, F_UNLCK);
+}
+
 /* Copies n bytes of src from offset 0 to dst at off: in the kernel where
  * it can, else through a buffer. */
 static int copy_content(int src, int dst, uint64_t off, uint64_t n)
@@ -691,6 +719,28 @@ static int replay_file(int fd, const char *name, wal_replay_fn fn, void *arg, si
 	return r;
 }
 
+/* True if name is the first file of a living process's pair, the one
+ * whose byte 0 it locks while names are pending. */
+static bool pending_side(const char *name)
+{
+	size_t n = strlen(name);
+	return name[0] != '.' && n > 2 && strcmp(name + n - 2, ".0") == 0;
+}
+
+/* Waits until the log's process has made the names of the commits it
+ * answered (wal_names_pending holds a shared lock on byte 0 meanwhile):
+ * an exclusive lock, taken and given back at once, through a descriptor
+ * for writing, as such a lock needs. */
+static void wait_pending(int walfd, const char *name)
+{
+	int fd = openat(walfd, name, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	if (pending_lock(fd, F_WRLCK) == 0)
+		(void)pending_lock(fd, F_UNLCK);
+	close(fd);
+}
+
 /* True if a ".new.<pid>...." file's process no longer runs. */
 static bool maker_gone(const char *name)
 {
@@ -724,9 +774,16 @@ int wal_recover(int rootfd, int walfd, wal_replay_fn fn, void *arg, size_t *repl
 		if (fd < 0)
 			continue;
 		struct stat st;
-		if (flock(fd, LOCK_EX | LOCK_NB) < 0 || fstat(fd, &st) < 0 || st.st_nlink == 0 ||
-		    !S_ISREG(st.st_mode)) {
-			close(fd); /* its process lives, or it is gone already */
+		if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+			/* its process lives: what it answered before this
+			 * opener came is waited for */
+			if (errno == EWOULDBLOCK && pending_side(de->d_name))
+				wait_pending(walfd, de->d_name);
+			close(fd);
+			continue;
+		}
+		if (fstat(fd, &st) < 0 || st.st_nlink == 0 || !S_ISREG(st.st_mode)) {
+			close(fd); /* gone already */
 			continue;
 		}
 		int rr = de->d_name[0] != '.' ? replay_file(fd, de->d_name, fn, arg, replayed) : 0;

@@ -56,6 +56,14 @@ void wal_unlock(struct wal *w);
 int wal_append(struct wal *w, const void *payload, size_t len, int content_fd,
 	       uint64_t content_len, uint32_t content_crc, struct qerr *e);
 
+/* Brackets the making of names that follows an answer (the daemon's
+ * deferred commit): from before the answer until the names exist, an
+ * opener of the store (wal_recover) waits, so that an operator's command
+ * run after a 200 sees what was answered.  A lock on byte 0 of the log's
+ * first file, not the mutex: the waiter is another process. */
+void wal_names_pending(struct wal *w);
+void wal_names_done(struct wal *w);
+
 /* Voids the record just appended (its publication failed and was undone),
  * so that recovery does not replay it.  Best effort. */
 void wal_void_last(struct wal *w);
@@ -80,7 +88,8 @@ typedef int (*wal_replay_fn)(const struct wal_record *r, void *arg);
 /* Replays every log in walfd whose owner is gone, in the order of its
  * records, then makes the result durable (syncfs of rootfd) and removes
  * the log.  *replayed counts the records.  Logs that cannot be replayed
- * are kept (and logged). */
+ * are kept (and logged).  A log whose process lives is not replayed, but
+ * waited for while it makes names it has answered for (wal_names_pending). */
 int wal_recover(int rootfd, int walfd, wal_replay_fn fn, void *arg, size_t *replayed,
 		struct qerr *e);
 

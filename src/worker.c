@@ -352,6 +352,8 @@ int worker_main(const struct config *c, int listen_fd)
 		log_err("worker: cannot open the %s store: %s", c->backend, e.msg);
 		return 75; /* EX_TEMPFAIL: the master retries with back-off */
 	}
+	/* Rspamd waits for the answer, not for what follows a durable commit. */
+	store_defer(s);
 	/* Releases and deletes from the users' pages are counted where the
 	 * operator's tool counts its own, for /metrics. */
 	char counters[4096];
@@ -407,6 +409,10 @@ int worker_main(const struct config *c, int listen_fd)
 		set_io_timeouts(req.ipcFd);
 		dispatch(s, c, &req);
 		finish_request(&req);
+		/* After the answer: what the commit left (the file store's
+		 * names), durable already; the store logs its own failures. */
+		qerr_clear(&e);
+		(void)store_settle(s, &e);
 	}
 	FCGX_Free(&req, 1);
 	close(epfd);

@@ -2115,10 +2115,11 @@ static void crash_body(int i, char *body, size_t len, char *qid, size_t qlen)
 }
 
 /* With the fixture's store closed, a child process stores nmsg messages
- * to THREE (file_sync = log, no checkpoint meanwhile) and is killed
+ * to THREE (file_sync = log, no checkpoint meanwhile; with defer, its
+ * commits leave their names to the next, the last's never made) and is killed
  * without closing its store, as a killed worker or a power cut leaves it:
  * its two log files stay, named in names. */
-static void crashed_child(struct fixture *f, int nmsg, char *names, size_t len)
+static void crashed_child(struct fixture *f, int nmsg, char *names, size_t len, bool defer)
 {
 	store_close(f->s);
 	f->s = NULL;
@@ -2131,6 +2132,8 @@ static void crashed_child(struct fixture *f, int nmsg, char *names, size_t len)
 		f->c.file_sync = (char *)"log";
 		if (store_open(&s, &f->c, &e) < 0)
 			_exit(2);
+		if (defer) /* as the daemon: each put settles the one before */
+			store_defer(s);
 		for (int i = 0; i < nmsg; i++) {
 			char qid[16], body[200];
 			crash_body(i, body, sizeof body, qid, sizeof qid);
@@ -2211,7 +2214,7 @@ static void test_replay_after_crash(void **state)
 {
 	struct fixture *f = *state;
 	char names[400], p[600];
-	crashed_child(f, 4, names, sizeof names);
+	crashed_child(f, 4, names, sizeof names, false);
 	/* message 3: its content cut short and its record garbage */
 	char ids[3][ENTRY_ID_LEN + 1];
 	crash_ids(3, ids);
@@ -2250,7 +2253,7 @@ static void test_torn_record_not_replayed(void **state)
 {
 	struct fixture *f = *state;
 	char names[400], p[600];
-	crashed_child(f, 2, names, sizeof names);
+	crashed_child(f, 2, names, sizeof names, false);
 	/* damage the last byte of the last record in either file (the other
 	 * holds none) */
 	char *save = NULL;
@@ -2365,7 +2368,7 @@ static void test_bad_record_kept_aside(void **state)
 	static const char junk[] = "not a payload of this store";
 	assert_int_equal(wal_append(w, junk, sizeof junk, -1, 0, 0, &e), 0);
 	wal_abandon(w);
-	crashed_child(f, 2, names, sizeof names); /* its two log files, no other */
+	crashed_child(f, 2, names, sizeof names, false); /* its two log files, no other */
 	snprintf(p, sizeof p, "%s/users", f->root);
 	nftw(p, rm_user_file, 16, FTW_PHYS);
 	assert_int_equal(store_open(&f->s, &f->c, &e), 0);
@@ -2417,6 +2420,122 @@ static void test_no_log_falls_back(void **state)
 	f->c.file_sync = NULL;
 }
 
+/* The names of put_three's entries are not there (a deferred commit
+ * before file_settle). */
+static void assert_three_unnamed(struct fixture *f, char **ids)
+{
+	for (size_t i = 0; i < 3; i++) {
+		struct qentry q;
+		struct qerr e;
+		assert_int_equal(store_get(f->s, ids[i], &q, &e), -1);
+		assert_int_equal(e.cls, QERR_NOTFOUND);
+	}
+}
+
+/* put_three by a store with the log whose commits leave their names to
+ * store_settle, as the daemon's do; none is there yet. */
+static char **deferred_three(struct fixture *f, const char *qid, size_t *nids)
+{
+	use_sync(f, "log");
+	store_defer(f->s);
+	char **ids = put_three(f, qid, nids);
+	assert_three_unnamed(f, ids);
+	return ids;
+}
+
+/* The daemon's commit (store_defer): the entries are in the log when the
+ * commit returns and get their names at store_settle.  Meanwhile another
+ * process that opens the store waits for them: a child opens it while
+ * the names are pending, and must find all three once its open returns,
+ * although the parent makes them only after a pause. */
+static void test_deferred_names(void **state)
+{
+	struct fixture *f = *state;
+	size_t nids;
+	char **ids = deferred_three(f, "QDEFER", &nids);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct store *s;
+		struct qerr e;
+		if (store_open(&s, &f->c, &e) < 0)
+			_exit(2);
+		for (size_t i = 0; i < 3; i++) {
+			struct qentry q;
+			if (store_get(s, ids[i], &q, &e) < 0)
+				_exit(3);
+			qentry_free(&q);
+		}
+		_exit(0);
+	}
+	usleep(300000);
+	struct qerr e;
+	assert_int_equal(store_settle(f->s, &e), 0);
+	int st;
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+	assert_three(f, ids);
+	/* settling twice is nothing; a put settles what was left before it */
+	assert_int_equal(store_settle(f->s, &e), 0);
+	char **more = put_three(f, "QDEFER2", &nids);
+	assert_three_unnamed(f, more);
+	char **third = put_three(f, "QDEFER3", &nids);
+	assert_three(f, more);
+	assert_int_equal(store_settle(f->s, &e), 0);
+	assert_three(f, third);
+	xfree_strv(ids, nids);
+	xfree_strv(more, nids);
+	xfree_strv(third, nids);
+	f->c.file_sync = NULL;
+}
+
+/* A worker killed after its answer and before the names: the next
+ * opener replays the log, and every answered entry is there whole. */
+static void test_deferred_crash(void **state)
+{
+	struct fixture *f = *state;
+	char names[400], p[600];
+	crashed_child(f, 2, names, sizeof names, true);
+	char ids[3][ENTRY_ID_LEN + 1];
+	crash_ids(1, ids);
+	for (int r = 0; r < 3; r++) { /* the last message: answered, not named */
+		user_file(f, THREE_DIRS[r], ids[r], "json", p, sizeof p);
+		assert_int_equal(access(p, F_OK), -1);
+	}
+	struct qerr e;
+	assert_int_equal(store_open(&f->s, &f->c, &e), 0);
+	assert_int_equal(wal_files(f, names, sizeof names), 0);
+	assert_crash_entries(f, 2);
+}
+
+/* Names that cannot be made after the answer (a recipient's directory
+ * removed under the commit): settle reports it, and the log, abandoned
+ * as a crash would leave it, is replayed at once: every entry is there,
+ * the log is gone, and the next message opens a new one. */
+static void test_deferred_failure_replays(void **state)
+{
+	struct fixture *f = *state;
+	size_t nids;
+	char **ids = deferred_three(f, "QDFAIL", &nids);
+	char d[600];
+	snprintf(d, sizeof d, "%s/users/%s", f->root, THREE_DIRS[2]);
+	assert_int_equal(rmdir(d), 0);
+	struct qerr e;
+	assert_int_equal(store_settle(f->s, &e), -1);
+	assert_int_equal(e.cls, QERR_TEMP);
+	assert_three(f, ids);
+	char names[400];
+	assert_int_equal(wal_files(f, names, sizeof names), 0);
+	char **more = put_three(f, "QDFAIL2", &nids);
+	assert_int_equal(wal_files(f, names, sizeof names), 2);
+	assert_int_equal(store_settle(f->s, &e), 0);
+	assert_three(f, more);
+	xfree_strv(ids, nids);
+	xfree_strv(more, nids);
+	f->c.file_sync = NULL;
+}
+
 static void test_many_recipients_serial(void **state)
 {
 	many_recipients(*state, true);
@@ -2438,6 +2557,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_close_retires_log, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_checkpoint_retires, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_no_log_falls_back, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_deferred_names, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_deferred_crash, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_deferred_failure_replays, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_record_kept_aside, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dup_rcpt_and_default_owner, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_list_filters, setup, teardown),
