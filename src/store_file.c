@@ -1348,8 +1348,10 @@ static void pending_end(struct pending *q)
  * Makes the names of a logged commit (step 3 at the top) and lets the log
  * go.  Before the answer a failure undoes them and voids the record: the
  * put fails as a whole.  After the answer (answered) the record is the
- * promise: the log is abandoned as a crash would leave it and replayed at
- * once (recover), and if that fails too it stays for the next opener.
+ * promise: no checkpoint may retire it, the log is abandoned as a crash
+ * would leave it and replayed at once (recover), and if that fails too it
+ * stays for the next opener.  (A reader that opens the store between the
+ * abandon and the replay does not wait for it: a failing disk's case.)
  */
 static int publish_logged(struct fstore *fs, struct pending *q, bool answered, size_t *created,
 			  struct qerr *e)
@@ -1370,6 +1372,8 @@ static int publish_logged(struct fstore *fs, struct pending *q, bool answered, s
 		rollback(fs, q->mk, i);
 		wal_void_last(fs->wal);
 	}
+	if (r < 0 && answered)
+		wal_retire_no_more(fs->wal);
 	if (answered)
 		wal_names_done(fs->wal);
 	wal_unlock(fs->wal);

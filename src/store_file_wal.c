@@ -507,6 +507,12 @@ void wal_unlock(struct wal *w)
 	pthread_mutex_unlock(&w->mu);
 }
 
+void wal_retire_no_more(struct wal *w)
+{
+	w->stop = true;
+	pthread_cond_signal(&w->cv);
+}
+
 /* Takes (F_RDLCK, F_WRLCK) or releases (F_UNLCK) byte 0 of fd, an open
  * file description's lock (F_OFD_SETLKW): independent of the flock that
  * says the log's process lives, and of every other descriptor. */

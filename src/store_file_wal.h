@@ -56,6 +56,13 @@ void wal_unlock(struct wal *w);
 int wal_append(struct wal *w, const void *payload, size_t len, int content_fd,
 	       uint64_t content_len, uint32_t content_crc, struct qerr *e);
 
+/* With the log held (wal_lock): the checkpoint thread retires nothing
+ * from now on, and ends at its next look.  For a log whose last record's
+ * names could not all be made after its answer, about to be abandoned
+ * (wal_abandon) for a replay: a checkpoint between wal_unlock and the
+ * thread's end would otherwise retire that record. */
+void wal_retire_no_more(struct wal *w);
+
 /* Brackets the making of names that follows an answer (the daemon's
  * deferred commit): from before the answer until the names exist, an
  * opener of the store (wal_recover) waits, so that an operator's command
