@@ -28,6 +28,7 @@ failures leave the entry unchanged and exit 1 with the server's text.
 """
 
 import contextlib
+import email.utils
 import json
 import os
 import pwd
@@ -65,9 +66,13 @@ greylist = null;
 
 LOCAL_LUA = r"""
 -- Test-only symbol of test_release_postfix.py: reject what is marked.
+-- Its score lies well between reject (15) and add_header (100): Rspamd
+-- takes the action of the highest threshold a score reaches, and the
+-- other symbols a message collects (a date in the past is +1) must not
+-- carry it to add_header.
 rspamd_config:register_symbol({
   name = 'RELEASE_TEST_REJECT',
-  score = 100.0,
+  score = 50.0,
   group = 'release-test',
   description = 'test marker: reject at SMTP',
   callback = function(task)
@@ -115,13 +120,14 @@ def bayes_conf(redis):
 
 
 def message(tag, rcpt, body_extra=""):
-    """A test message, CRLF, 8-bit UTF-8 body, enough words for Bayes."""
+    """A test message, CRLF, 8-bit UTF-8 body, enough words for Bayes,
+    dated now (a fixed date ages into Rspamd's DATE_IN_PAST)."""
     words = " ".join("word%s%d" % (tag, i) for i in range(60))
     text = ("From: Alice <%s>\r\n"
             "To: <%s>\r\n"
             "Subject: release test %s\r\n"
             "Message-ID: <%s.release-test@example.org>\r\n"
-            "Date: Mon, 30 Nov 2026 04:00:00 +0000\r\n"
+            "Date: %s\r\n"
             "MIME-Version: 1.0\r\n"
             "Content-Type: text/plain; charset=utf-8\r\n"
             "Content-Transfer-Encoding: 8bit\r\n"
@@ -130,7 +136,8 @@ def message(tag, rcpt, body_extra=""):
             "Grüße aus München, %s.\r\n"
             ".a line that starts with a dot\r\n"
             "%s\r\n%s"
-            % (SENDER, rcpt, tag, tag, tag, words, body_extra))
+            % (SENDER, rcpt, tag, tag, email.utils.formatdate(usegmt=True), tag, words,
+               body_extra))
     return text.encode("utf-8")
 
 
