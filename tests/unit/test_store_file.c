@@ -205,6 +205,17 @@ static int collect_cb(const void *p, size_t n, void *arg)
 	return 0;
 }
 
+/* Entry id's content reads back as MSG, byte for byte. */
+static void assert_msg(struct store *s, const char *id)
+{
+	struct buf b = { 0 };
+	struct qerr e;
+	assert_int_equal(store_read_content(s, id, collect_cb, &b, &e), 0);
+	assert_int_equal(b.len, sizeof MSG - 1);
+	assert_memory_equal(b.data, MSG, b.len);
+	buf_free(&b);
+}
+
 struct listed {
 	char ids[32][ENTRY_ID_LEN + 1];
 	int64_t at[32];
@@ -503,11 +514,7 @@ static void test_remove_keeps_shared(void **state)
 	user_file(f, "example.org/b", ids[1], "eml", path, sizeof path);
 	assert_int_equal(lstat(path, &st), -1);
 	for (size_t i = 0; i < 3; i += 2) {
-		struct buf b = { 0 };
-		assert_int_equal(store_read_content(f->s, ids[i], collect_cb, &b, &e), 0);
-		assert_int_equal(b.len, sizeof MSG - 1);
-		assert_memory_equal(b.data, MSG, b.len);
-		buf_free(&b);
+		assert_msg(f->s, ids[i]);
 	}
 	user_file(f, "example.org/a", ids[0], "eml", path, sizeof path);
 	assert_int_equal(stat(path, &st), 0);
@@ -1216,11 +1223,7 @@ static void test_retry_after_crash(void **state)
 	put_ok(f->s, &a, &ids, &nids, &created);
 	assert_string_equal(ids[0], id);
 	assert_int_equal(created, 1);
-	struct buf b = { 0 };
-	assert_int_equal(store_read_content(f->s, id, collect_cb, &b, &e), 0);
-	assert_int_equal(b.len, sizeof MSG - 1);
-	assert_memory_equal(b.data, MSG, b.len);
-	buf_free(&b);
+	assert_msg(f->s, id);
 	xfree_strv(ids, nids);
 }
 
@@ -1266,11 +1269,7 @@ static void test_json_without_content(void **state)
 	assert_int_equal(store_get(f->s, ids[0], &q, &e), 0);
 	assert_string_equal(q.meta.qid, "QJ");
 	qentry_free(&q);
-	struct buf b = { 0 };
-	assert_int_equal(store_read_content(f->s, ids[0], collect_cb, &b, &e), 0);
-	assert_int_equal(b.len, sizeof MSG - 1);
-	assert_memory_equal(b.data, MSG, b.len);
-	buf_free(&b);
+	assert_msg(f->s, ids[0]);
 	assert_int_equal(list_n(f->s, &all, &l), 1);
 	/* nothing is left in tmp/ */
 	char tmpdir[600];
@@ -1615,11 +1614,7 @@ static void test_gzip_leftover_beside_plain(void **state)
 	user_file(f, "example.org/a", id, "eml", eml, sizeof eml);
 	assert_int_equal(access(eml, F_OK), 0);
 	assert_int_equal(access(left, F_OK), 0); /* left beside it, never read */
-	struct buf b = { 0 };
-	assert_int_equal(store_read_content(f->s, id, collect_cb, &b, &e), 0);
-	assert_int_equal(b.len, sizeof MSG - 1);
-	assert_memory_equal(b.data, MSG, b.len);
-	buf_free(&b);
+	assert_msg(f->s, id);
 	struct qentry q;
 	assert_int_equal(store_get(f->s, id, &q, &e), 0);
 	assert_int_equal(q.meta.size, sizeof MSG - 1);
@@ -1764,13 +1759,8 @@ static void flushes_of_put(struct fixture *f, const char *tag, size_t n, bool ag
 	*batch = sync_batch_flushes() - b0;
 	assert_int_equal(created, n);
 	for (size_t i = 0; i < n; i++) {
-		struct qerr e;
 		assert_rcpt(f->s, ids[i], rcpt[i]);
-		struct buf b = { 0 };
-		assert_int_equal(store_read_content(f->s, ids[i], collect_cb, &b, &e), 0);
-		assert_int_equal(b.len, sizeof MSG - 1);
-		assert_memory_equal(b.data, MSG, b.len);
-		buf_free(&b);
+		assert_msg(f->s, ids[i]);
 		free(rcpt[i]);
 	}
 	xfree_strv(ids, nids);
@@ -1851,15 +1841,22 @@ static void id_path(struct fixture *f, const char *id, char *out, size_t len)
 /* The directories of THREE's recipients, below users/. */
 static const char *const THREE_DIRS[] = { "example.org/a", "example.org/b", "other.net/c" };
 
-/* Stores MSG for THREE under qid; returns the entry ids. */
-static char **put_three(struct fixture *f, const char *qid, size_t *nids)
+/* Stores MSG for THREE under qid, the commit reporting want entries
+ * created; returns the entry ids. */
+static char **put_three_made(struct fixture *f, const char *qid, size_t *nids, size_t want)
 {
 	struct put_args a = { MSG, sizeof MSG - 1, THREE, 3, qid, "sender@example.com", SYMBOLS };
 	char **ids;
 	size_t created;
 	put_ok(f->s, &a, &ids, nids, &created);
-	assert_int_equal(created, 3);
+	assert_int_equal(created, want);
 	return ids;
+}
+
+/* put_three_made, three new entries. */
+static char **put_three(struct fixture *f, const char *qid, size_t *nids)
+{
+	return put_three_made(f, qid, nids, 3);
 }
 
 /* Each of put_three's entries reads back with its own recipient. */
@@ -2443,16 +2440,39 @@ static char **deferred_three(struct fixture *f, const char *qid, size_t *nids)
 	return ids;
 }
 
+/* store_settle succeeds. */
+static void settle_ok(struct fixture *f)
+{
+	struct qerr e;
+	qerr_clear(&e);
+	if (store_settle(f->s, &e) != 0)
+		fail_msg("settle failed: %s", e.msg);
+}
+
 /* The daemon's commit (store_defer): the entries are in the log when the
- * commit returns and get their names at store_settle.  Meanwhile another
- * process that opens the store waits for them: a child opens it while
- * the names are pending, and must find all three once its open returns,
- * although the parent makes them only after a pause. */
+ * commit returns, and nothing of them is in users/ before the answer
+ * (only a new recipient's directory, made when the commit looks, so that
+ * one that cannot be made fails the put); they get their names at
+ * store_settle.  Meanwhile another process that opens
+ * the store waits for them: a child opens it while the names are
+ * pending, and must find all three once its open returns, although the
+ * parent makes them only after a pause. */
 static void test_deferred_names(void **state)
 {
 	struct fixture *f = *state;
 	size_t nids;
 	char **ids = deferred_three(f, "QDEFER", &nids);
+	char d[600];
+	for (int r = 0; r < 3; r++) {
+		snprintf(d, sizeof d, "%s/users/%s", f->root, THREE_DIRS[r]);
+		DIR *dir = opendir(d);
+		assert_non_null(dir);
+		struct dirent *de;
+		while ((de = readdir(dir)) != NULL)
+			if (de->d_name[0] != '.')
+				fail_msg("users/%s/%s before the answer", THREE_DIRS[r], de->d_name);
+		closedir(dir);
+	}
 	pid_t pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
@@ -2469,25 +2489,109 @@ static void test_deferred_names(void **state)
 		_exit(0);
 	}
 	usleep(300000);
-	struct qerr e;
-	assert_int_equal(store_settle(f->s, &e), 0);
+	settle_ok(f);
 	int st;
 	assert_int_equal(waitpid(pid, &st, 0), pid);
 	assert_true(WIFEXITED(st));
 	assert_int_equal(WEXITSTATUS(st), 0);
 	assert_three(f, ids);
 	/* settling twice is nothing; a put settles what was left before it */
-	assert_int_equal(store_settle(f->s, &e), 0);
+	settle_ok(f);
 	char **more = put_three(f, "QDEFER2", &nids);
 	assert_three_unnamed(f, more);
 	char **third = put_three(f, "QDEFER3", &nids);
 	assert_three(f, more);
-	assert_int_equal(store_settle(f->s, &e), 0);
+	settle_ok(f);
 	assert_three(f, third);
 	xfree_strv(ids, nids);
 	xfree_strv(more, nids);
 	xfree_strv(third, nids);
 	f->c.file_sync = NULL;
+}
+
+/* An entry's content and .json: inode numbers, and the content's path. */
+static void entry_inodes(struct fixture *f, int r, const char *id, ino_t *eml, ino_t *json)
+{
+	char p[600];
+	user_file(f, THREE_DIRS[r], id, "eml", p, sizeof p);
+	*eml = lstat_ok(p).st_ino;
+	user_file(f, THREE_DIRS[r], id, "json", p, sizeof p);
+	*json = lstat_ok(p).st_ino;
+}
+
+/* Retries under the daemon's commit: one whose entries are all stored
+ * writes nothing and leaves each as it was (a status changed since stays,
+ * the names keep their inodes); a crash's leftovers (content without
+ * .json, .json without content) are made whole at settle; a gzip store's
+ * retry of an entry stored plain keeps the plain content. */
+static void test_deferred_retries(void **state)
+{
+	struct fixture *f = *state;
+	size_t nids;
+	struct qerr e;
+	char **ids = deferred_three(f, "QRETRY", &nids);
+	settle_ok(f);
+	assert_int_equal(store_set_status(f->s, ids[1], ENTRY_RELEASED, &e), 0);
+	ino_t eml[3], json[3];
+	for (int r = 0; r < 3; r++)
+		entry_inodes(f, r, ids[r], &eml[r], &json[r]);
+
+	char **again = put_three_made(f, "QRETRY", &nids, 0);
+	for (int r = 0; r < 3; r++)
+		assert_string_equal(again[r], ids[r]);
+	settle_ok(f);
+	for (int r = 0; r < 3; r++) {
+		ino_t a, b;
+		entry_inodes(f, r, ids[r], &a, &b);
+		assert_int_equal(a, eml[r]);
+		assert_int_equal(b, json[r]);
+	}
+	struct qentry q;
+	assert_int_equal(store_get(f->s, ids[1], &q, &e), 0);
+	assert_int_equal(q.status, ENTRY_RELEASED);
+	qentry_free(&q);
+	struct store_filter all = all_filter();
+	struct listed l;
+	assert_int_equal(list_n(f->s, &all, &l), 3);
+
+	/* leftovers: entry 0 without its .json, entry 2 without content */
+	char p[600];
+	user_file(f, THREE_DIRS[0], ids[0], "json", p, sizeof p);
+	assert_int_equal(unlink(p), 0);
+	user_file(f, THREE_DIRS[2], ids[2], "eml", p, sizeof p);
+	assert_int_equal(unlink(p), 0);
+	char **third = put_three_made(f, "QRETRY", &nids, 2);
+	/* no content, no entry until settle (a lost .json, by contrast, a
+	 * get makes again from the ids entry: test_lost_name_restored) */
+	assert_int_equal(store_get(f->s, ids[2], &q, &e), -1);
+	assert_int_equal(e.cls, QERR_NOTFOUND);
+	settle_ok(f);
+	assert_three(f, ids);
+	for (int r = 0; r < 3; r += 2) {
+		assert_msg(f->s, ids[r]);
+	}
+	assert_int_equal(store_get(f->s, ids[1], &q, &e), 0);
+	assert_int_equal(q.status, ENTRY_RELEASED);
+	qentry_free(&q);
+
+	/* compress = gzip now: the plain content is not replaced */
+	use_gzip(f);
+	store_defer(f->s);
+	char **fourth = put_three_made(f, "QRETRY", &nids, 0);
+	settle_ok(f);
+	for (int r = 0; r < 3; r++) {
+		user_file(f, THREE_DIRS[r], ids[r], "eml", p, sizeof p);
+		assert_int_equal(access(p, F_OK), 0);
+		user_file(f, THREE_DIRS[r], ids[r], "eml.gz", p, sizeof p);
+		assert_int_equal(access(p, F_OK), -1);
+	}
+	assert_int_equal(list_n(f->s, &all, &l), 3);
+	xfree_strv(ids, nids);
+	xfree_strv(again, nids);
+	xfree_strv(third, nids);
+	xfree_strv(fourth, nids);
+	f->c.file_sync = NULL;
+	f->c.compress = NULL;
 }
 
 /* A worker killed after its answer and before the names: the next
@@ -2509,27 +2613,31 @@ static void test_deferred_crash(void **state)
 	assert_crash_entries(f, 2);
 }
 
-/* Names that cannot be made after the answer (a recipient's directory
- * removed under the commit): settle reports it, and the log, abandoned
- * as a crash would leave it, is replayed at once: every entry is there,
- * the log is gone, and the next message opens a new one. */
+/* Names that cannot be made after the answer (an ids directory's place
+ * taken by a file): settle reports it, and the log, abandoned as a crash
+ * would leave it, is replayed at once: every entry is there, the log is
+ * gone, and the next message opens a new one. */
 static void test_deferred_failure_replays(void **state)
 {
 	struct fixture *f = *state;
 	size_t nids;
 	char **ids = deferred_three(f, "QDFAIL", &nids);
-	char d[600];
-	snprintf(d, sizeof d, "%s/users/%s", f->root, THREE_DIRS[2]);
-	assert_int_equal(rmdir(d), 0);
+	char x[600];
+	snprintf(x, sizeof x, "%s/ids/%.2s", f->root, ids[0]);
+	int fd = open(x, O_CREAT | O_EXCL | O_WRONLY, 0600);
+	assert_true(fd >= 0);
+	close(fd);
 	struct qerr e;
 	assert_int_equal(store_settle(f->s, &e), -1);
 	assert_int_equal(e.cls, QERR_TEMP);
-	assert_three(f, ids);
+	assert_non_null(strstr(e.msg, "Not a directory"));
 	char names[400];
 	assert_int_equal(wal_files(f, names, sizeof names), 0);
+	assert_int_equal(unlink(x), 0);
+	assert_three(f, ids); /* the lost ids entry found by a search */
 	char **more = put_three(f, "QDFAIL2", &nids);
 	assert_int_equal(wal_files(f, names, sizeof names), 2);
-	assert_int_equal(store_settle(f->s, &e), 0);
+	settle_ok(f);
 	assert_three(f, more);
 	xfree_strv(ids, nids);
 	xfree_strv(more, nids);
@@ -2558,6 +2666,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_checkpoint_retires, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_no_log_falls_back, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_deferred_names, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_deferred_retries, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_deferred_crash, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_deferred_failure_replays, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_record_kept_aside, setup, teardown),
