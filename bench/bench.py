@@ -76,6 +76,15 @@ SERVERS = (os.environ.get("BENCH_SERVERS") or
            "pgbench").split(",")
 SPREAD = int(os.environ.get("BENCH_SPREAD") or 1000)
 FSES = (os.environ.get("BENCH_FS") or "root").split(",")
+# Each load cell's runs, interleaved (every server once, in an order that
+# turns by one each round), the median kept: this machine's throughput
+# drifts by tens of percent between runs minutes apart.
+REPEAT = max(1, int(os.environ.get("BENCH_REPEAT") or 1))
+# Another build directory whose daemon runs, as `file_ab`, beside `file`
+# in every cell: an A/B of two builds under the same conditions.
+AB = os.environ.get("BENCH_AB")
+if AB and "file_ab" not in SERVERS:
+    SERVERS.append("file_ab")
 
 results = {"machine": {}, "load": [], "storage": [], "size_curve": [], "store_curve": []}
 
@@ -252,12 +261,12 @@ def pg_cluster(tmp):
     return _pg[0]
 
 
-def daemon_cell(tmp, backend, conc, files, extra=None, pg=None, spread=None):
+def daemon_cell(tmp, backend, conc, files, extra=None, pg=None, spread=None, binary=None):
     d = os.path.join(tmp, "cell%d" % random.getrandbits(32))
     os.makedirs(d)
     os.chmod(d, 0o755)
     conninfo = harness.pg_fresh_db(pg) if backend == "pgsql" else None
-    daemon = harness.Daemon(d, backend, conninfo, extra, workers=conc).start()
+    daemon = harness.Daemon(d, backend, conninfo, extra, workers=conc, binary=binary).start()
     try:
         daemon.wait_workers(conc, timeout=20)
         ng = harness.Nginx(d, daemon.socket).start()
@@ -359,6 +368,56 @@ def pgbench_cell(tmp, pg, size, conc, nrcpt, msg):
     return {"msgs_per_s": float(m.group(1)), "avg_ms": float(lat.group(1)) if lat else None}
 
 
+def cell_runs(tmp, pg, size, nrcpt, conc, files, msg, spread):
+    """The runs of one load cell, as (name, function) in the order of
+    SERVERS' columns; a function returns the run's figures, or None when
+    the server does not run in this cell."""
+    runs = []
+    if "fcgi_min" in SERVERS:
+        runs.append(("fcgi_min", lambda: fcgi_cell(tmp, conc, files)))
+    for name, backend, extra in (("null", "null", None), ("file", "file", None),
+                                 ("file_ab", "file", None),
+                                 ("file_gzip", "file", {"compress": "gzip"}),
+                                 ("file_fsync", "file", {"file_sync": "fsync"}),
+                                 ("pgsql", "pgsql", None)):
+        if name not in SERVERS:
+            continue
+        binary = os.path.join(AB, "rspamd-quarantined") if name == "file_ab" else None
+
+        def run(backend=backend, extra=extra, binary=binary):
+            r, d = daemon_cell(tmp, backend, conc, files, extra,
+                               pg if backend == "pgsql" else None, spread, binary)
+            shutil.rmtree(d, ignore_errors=True)
+            return r
+        runs.append((name, run))
+    if "fsync_loop" in SERVERS:
+        runs.append(("fsync_loop", lambda: fsync_cell(tmp, size, conc)))
+    if "layout_floor" in SERVERS:
+        runs.append(("layout_floor",
+                     lambda: None if spread else floor_cell(tmp, size, nrcpt, conc)))
+    if "log_floor" in SERVERS:
+        runs.append(("log_floor",
+                     lambda: None if spread else floor_cell(tmp, size, nrcpt, conc, log=True)))
+    if "pgbench" in SERVERS:
+        def bench():
+            try:
+                return pgbench_cell(tmp, pg, size, conc, nrcpt, msg)
+            except RuntimeError as e:
+                # on a starved machine pgbench may finish no transaction
+                # in a short run: keep the cell
+                log("pgbench: %s" % str(e)[:300])
+                return {"msgs_per_s": 0.0, "error": str(e)[:300]}
+        runs.append(("pgbench", bench))
+    return runs
+
+
+def median_run(rs):
+    """Of one server's runs in a cell, the one of median messages/s (the
+    lower of the middle two), with every run's messages/s in "runs"."""
+    m = sorted(rs, key=lambda r: r["msgs_per_s"])[(len(rs) - 1) // 2]
+    return dict(m, runs=[r["msgs_per_s"] for r in rs])
+
+
 def load_matrix(tmp, fs="root"):
     """Every cell of the matrix with file_root, the fsync loop and the
     PostgreSQL cluster on the file system of tmp.  At concurrency 32 the
@@ -379,32 +438,16 @@ def load_matrix(tmp, fs="root"):
                 for spread in spreads:
                     cell = {"fs": fs, "size": size, "rcpt": nrcpt, "conc": conc,
                             "spread": spread[1] if spread else 0}
-                    if "fcgi_min" in SERVERS:
-                        cell["fcgi_min"] = fcgi_cell(tmp, conc, files)
-                    for name, backend, extra in (("null", "null", None), ("file", "file", None),
-                                                 ("file_gzip", "file", {"compress": "gzip"}),
-                                                 ("file_fsync", "file", {"file_sync": "fsync"}),
-                                                 ("pgsql", "pgsql", None)):
-                        if name not in SERVERS:
-                            continue
-                        r, d = daemon_cell(tmp, backend, conc, files, extra,
-                                           pg if backend == "pgsql" else None, spread)
-                        cell[name] = r
-                        shutil.rmtree(d, ignore_errors=True)
-                    if "fsync_loop" in SERVERS:
-                        cell["fsync_loop"] = fsync_cell(tmp, size, conc)
-                    if "layout_floor" in SERVERS and not spread:
-                        cell["layout_floor"] = floor_cell(tmp, size, nrcpt, conc)
-                    if "log_floor" in SERVERS and not spread:
-                        cell["log_floor"] = floor_cell(tmp, size, nrcpt, conc, log=True)
-                    if "pgbench" in SERVERS:
-                        try:
-                            cell["pgbench"] = pgbench_cell(tmp, pg, size, conc, nrcpt, msg)
-                        except RuntimeError as e:
-                            # on a starved machine pgbench may finish no
-                            # transaction in a short run: keep the cell
-                            log("pgbench: %s" % str(e)[:300])
-                            cell["pgbench"] = {"msgs_per_s": 0.0, "error": str(e)[:300]}
+                    runs = cell_runs(tmp, pg, size, nrcpt, conc, files, msg, spread)
+                    for rnd in range(REPEAT):
+                        k = rnd % len(runs)
+                        for name, run in runs[k:] + runs[:k]:
+                            r = run()
+                            if r is not None:
+                                cell.setdefault(name, []).append(r)
+                    for name in list(cell):
+                        if isinstance(cell[name], list):
+                            cell[name] = median_run(cell[name])
                     results["load"].append(cell)
                     print_cell(cell)
                     save()
@@ -489,13 +532,20 @@ def print_cell(c):
     if "log_floor" in c:
         log("    log_floor    %6.0f/s: log floor / fsync_loop %.2f"
             % (_rate(c, "log_floor"), ratio(_rate(c, "log_floor"), _rate(c, "fsync_loop"))))
-    for k in ("fcgi_min", "null", "file", "file_gzip", "file_fsync", "pgsql"):
+    if "file_ab" in c:
+        log("    file_ab      %6.0f/s: file / file_ab %.2f (file_ab: %s)"
+            % (_rate(c, "file_ab"), ratio(_rate(c, "file"), _rate(c, "file_ab")), AB))
+    for k in ("fcgi_min", "null", "file", "file_ab", "file_gzip", "file_fsync", "pgsql"):
         if k not in c:
             continue
         r = c[k]
         log("    %-9s p50 %7.2f ms p99 %7.2f ms  cpu %.3f s/1000 (nginx %.3f)  rss %d KB%s"
             % (k, r["p50_ms"], r["p99_ms"], r["cpu_s_per_1000"], r["nginx_cpu_s_per_1000"],
                r["peak_rss_kb"], "  NON-200: %d" % r["non2xx"] if r["non2xx"] else ""))
+    if REPEAT > 1:
+        log("    runs (msgs/s, the median kept): " + "; ".join(
+            "%s %s" % (k, " ".join("%.0f" % x for x in v["runs"]))
+            for k, v in c.items() if isinstance(v, dict) and "runs" in v))
 
 
 # ------------------------------------------------------------ storage cost

@@ -17,10 +17,12 @@ API (kept stable: other test files build on it)
                                                     unprivileged server user)
     backend() -> "file" | "pgsql"                   from RQ_BACKEND
 
-    Daemon(tmp, backend=None, conninfo=None, extra_conf=None, workers=2)
+    Daemon(tmp, backend=None, conninfo=None, extra_conf=None, workers=2,
+           binary=None)
         writes tmp/daemon/quarantine.conf (listen unix:tmp/daemon/run/
         quarantined.sock, file_root tmp/daemon/store, log to stderr which
-        goes to tmp/daemon/daemon.log) and starts $B/rspamd-quarantined.
+        goes to tmp/daemon/daemon.log) and starts $B/rspamd-quarantined
+        (or binary).
         As root the config says `user = nobody` and the store and socket
         directories belong to nobody.  A context manager; start() raises
         RuntimeError showing the log if it does not come up.
@@ -505,8 +507,10 @@ class Daemon:
     """rspamd-quarantined on a Unix socket in a temp dir (see module doc)."""
 
     def __init__(self, tmp, backend=None, conninfo=None, extra_conf=None,
-                 workers=2, name="daemon"):
+                 workers=2, name="daemon", binary=None):
         self.backend = backend or globals()["backend"]()
+        # another build's daemon (bench.py's BENCH_AB), else this tree's
+        self.binary = binary or DAEMON_BIN
         self.conninfo = conninfo
         self.extra_conf = dict(extra_conf or {})
         self.workers = workers
@@ -568,10 +572,10 @@ class Daemon:
             f.write(self.conf_text())
 
     def start(self, timeout=15):
-        if not os.path.exists(DAEMON_BIN):
-            raise RuntimeError("%s is not built" % DAEMON_BIN)
+        if not os.path.exists(self.binary):
+            raise RuntimeError("%s is not built" % self.binary)
         with open(self.logfile, "ab") as log:
-            self.proc = subprocess.Popen([DAEMON_BIN, "-c", self.conf],
+            self.proc = subprocess.Popen([self.binary, "-c", self.conf],
                                          stdin=subprocess.DEVNULL, stdout=log,
                                          stderr=subprocess.STDOUT)
         self.pid = self.proc.pid
