@@ -85,6 +85,8 @@ REPEAT = max(1, int(os.environ.get("BENCH_REPEAT") or 1))
 AB = os.environ.get("BENCH_AB")
 if AB and "file_ab" not in SERVERS:
     SERVERS.append("file_ab")
+if "file_ab" in SERVERS and not (AB and os.path.isfile(os.path.join(AB, "rspamd-quarantined"))):
+    sys.exit("bench: file_ab needs BENCH_AB=<a build directory holding rspamd-quarantined>")
 
 results = {"machine": {}, "load": [], "storage": [], "size_curve": [], "store_curve": []}
 
