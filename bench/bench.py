@@ -15,6 +15,12 @@ measures each figure next to its limit in the same run:
                                                         behind a log, the
                                                         bound of its
                                                         write-ahead-log commit
+                                                        (log_floor_ids1: with
+                                                        one ids/ link per
+                                                        message); with
+                                                        fcgi_min, the CPU
+                                                        bound of any daemon
+                                                        on each log floor
   pgsql      PostgreSQL store                           vs pgbench
 
 Then storage cost per message, the growth curve in message size (4 KB to
@@ -26,8 +32,9 @@ Environment: B (build dir), BENCH_BIN (helpers built by run.sh),
 DUR (seconds per load run; default 5, QUICK=1: 2), FULL=1, QUICK=1,
 BENCH_SIZES, BENCH_CONCS, BENCH_RCPTS (comma-separated, to run part of
 the matrix), BENCH_SERVERS (comma-separated subset of fcgi_min, null,
-file, file_gzip, file_fsync, pgsql, fsync_loop, layout_floor, log_floor, pgbench; file_fsync, the
-file store with file_sync = fsync, runs only when named), BENCH_SPREAD (recipient
+file, file_gzip, file_fsync, pgsql, fsync_loop, layout_floor, log_floor, log_floor_ids1, pgbench;
+file_fsync, the file store with file_sync = fsync, and log_floor_ids1, the
+log floor with one ids/ link per message, run only when named), BENCH_SPREAD (recipient
 pool of the spread cells, default 1000; 0: none), BENCH_FS
 (comma-separated: root, ext4, xfs; the load matrix runs once on each:
 root is the temp directory's file system, ext4 and xfs are file systems
@@ -186,6 +193,14 @@ def cpu_ticks(pids):
     return t
 
 
+def machine_busy_s():
+    """The machine's busy CPU seconds so far (every process and the
+    kernel's threads: /proc/stat's first line without idle and iowait)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:9]]
+    return (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / TICK
+
+
 def hwm_kb(pid):
     try:
         with open("/proc/%d/status" % pid) as f:
@@ -221,12 +236,13 @@ def run_wrk(port, files, conc, dur=None, spread=None):
 
 def measure(port, server_pids_fn, nginx_pid, files, conc, dur=None, spread=None):
     """One wrk run; messages/s, latency, CPU s per 1000 messages (server
-    and nginx), peak RSS per worker."""
+    and nginx), the machine's busy CPU ms per message (wrk included),
+    peak RSS per worker."""
     spids = server_pids_fn()
     npids = proc_tree(nginx_pid)
-    c0s, c0n = cpu_ticks(spids), cpu_ticks(npids)
+    c0s, c0n, m0 = cpu_ticks(spids), cpu_ticks(npids), machine_busy_s()
     w = run_wrk(port, files, conc, dur, spread)
-    c1s, c1n = cpu_ticks(spids), cpu_ticks(npids)
+    c1s, c1n, m1 = cpu_ticks(spids), cpu_ticks(npids), machine_busy_s()
     ok = max(1, w["requests"] - w["non2xx"])
     workers = spids[1:] or spids
     return {
@@ -234,6 +250,7 @@ def measure(port, server_pids_fn, nginx_pid, files, conc, dur=None, spread=None)
         "p50_ms": w["p50_us"] / 1000.0, "p99_ms": w["p99_us"] / 1000.0,
         "cpu_s_per_1000": (c1s - c0s) / TICK / ok * 1000,
         "nginx_cpu_s_per_1000": (c1n - c0n) / TICK / ok * 1000,
+        "machine_cpu_ms": (m1 - m0) / ok * 1000,
         "peak_rss_kb": max(hwm_kb(p) for p in workers),
         "requests": w["requests"], "non2xx": w["non2xx"], "errors": w["errors"],
     }
@@ -308,14 +325,15 @@ def fsync_cell(tmp, size, conc):
     return json.loads(p.stdout)
 
 
-def floor_cell(tmp, size, nrcpt, conc, log=False):
+def floor_cell(tmp, size, nrcpt, conc, log=False, ids1=False):
     """layout_floor: the file store's layout and two-phase commit without
     the daemon (bench/layout_floor.c); with log, the same files and names
-    behind one fdatasync of a preallocated log (log_floor)."""
+    behind one fdatasync of a preallocated log (log_floor); with ids1 as
+    well, one ids/ link per message (log_floor_ids1)."""
     d = os.path.join(tmp, "floor%d" % random.getrandbits(32))
     os.makedirs(d)
     p = subprocess.run([os.path.join(BIN, "layout_floor"), d, str(size), str(nrcpt), str(conc),
-                        str(DUR)] + (["log"] if log else []),
+                        str(DUR)] + (["log"] if log else []) + (["ids1"] if ids1 else []),
                        capture_output=True, text=True, check=True)
     shutil.rmtree(d, ignore_errors=True)
     return json.loads(p.stdout)
@@ -400,6 +418,10 @@ def cell_runs(tmp, pg, size, nrcpt, conc, files, msg, spread):
     if "log_floor" in SERVERS:
         runs.append(("log_floor",
                      lambda: None if spread else floor_cell(tmp, size, nrcpt, conc, log=True)))
+    if "log_floor_ids1" in SERVERS:
+        runs.append(("log_floor_ids1",
+                     lambda: None if spread else floor_cell(tmp, size, nrcpt, conc, log=True,
+                                                            ids1=True)))
     if "pgbench" in SERVERS:
         def bench():
             try:
@@ -514,6 +536,19 @@ def _rate(c, k):
     return c[k]["msgs_per_s"] if k in c else 0.0
 
 
+def cpu_bound(c, floor):
+    """The most messages/s any daemon could store with the floor's layout
+    behind this HTTP path on this machine: all its CPUs divided by the
+    machine's CPU per message of fcgi_min (nginx, FastCGI, wrk: the
+    least a POST costs) plus that of the floor (the least the files and
+    names cost).  A daemon does both, so it cannot pass this; at low
+    concurrency, where the machine idles, it is a loose bound.  0 when
+    either run is missing."""
+    a = c.get("fcgi_min", {}).get("machine_cpu_ms", 0.0)
+    b = c.get(floor, {}).get("machine_cpu_ms", 0.0)
+    return 1000.0 * os.cpu_count() / (a + b) if a > 0 and b > 0 else 0.0
+
+
 def print_cell(c):
     f = _rate(c, "fcgi_min")
     log("%s size %7d rcpt %2d conc %2d%s | fcgi_min %7.0f/s | null %7.0f/s %.2f | file %6.0f/s "
@@ -531,9 +566,17 @@ def print_cell(c):
         log("    layout_floor %6.0f/s: floor / fsync_loop %.2f, file / floor %.2f"
             % (_rate(c, "layout_floor"), ratio(_rate(c, "layout_floor"), _rate(c, "fsync_loop")),
                ratio(_rate(c, "file"), _rate(c, "layout_floor"))))
-    if "log_floor" in c:
-        log("    log_floor    %6.0f/s: log floor / fsync_loop %.2f"
-            % (_rate(c, "log_floor"), ratio(_rate(c, "log_floor"), _rate(c, "fsync_loop"))))
+    for k in ("log_floor", "log_floor_ids1"):
+        if k not in c:
+            continue
+        log("    %-14s %6.0f/s: / fsync_loop %.2f, machine CPU %.3f ms per message"
+            % (k, _rate(c, k), ratio(_rate(c, k), _rate(c, "fsync_loop")),
+               c[k].get("machine_cpu_ms", 0.0)))
+        b = cpu_bound(c, k)
+        if b:
+            log("    %-14s %6.0f/s: the CPU bound with fcgi_min's HTTP path: / fsync_loop %.2f,"
+                " / pgsql %.2f" % ("  bound", b, ratio(b, _rate(c, "fsync_loop")),
+                                   ratio(b, _rate(c, "pgsql"))))
     if "file_ab" in c:
         log("    file_ab      %6.0f/s: file / file_ab %.2f (file_ab: %s)"
             % (_rate(c, "file_ab"), ratio(_rate(c, "file"), _rate(c, "file_ab")), AB))
@@ -541,9 +584,11 @@ def print_cell(c):
         if k not in c:
             continue
         r = c[k]
-        log("    %-9s p50 %7.2f ms p99 %7.2f ms  cpu %.3f s/1000 (nginx %.3f)  rss %d KB%s"
+        log("    %-9s p50 %7.2f ms p99 %7.2f ms  cpu %.3f s/1000 (nginx %.3f, machine %.3f)"
+            "  rss %d KB%s"
             % (k, r["p50_ms"], r["p99_ms"], r["cpu_s_per_1000"], r["nginx_cpu_s_per_1000"],
-               r["peak_rss_kb"], "  NON-200: %d" % r["non2xx"] if r["non2xx"] else ""))
+               r.get("machine_cpu_ms", 0.0), r["peak_rss_kb"],
+               "  NON-200: %d" % r["non2xx"] if r["non2xx"] else ""))
     if REPEAT > 1:
         log("    runs (msgs/s, the median kept): " + "; ".join(
             "%s %s" % (k, " ".join("%.0f" % x for x in v["runs"]))

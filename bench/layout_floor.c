@@ -3,37 +3,45 @@
  * two-phase commit (file_sync = syncfs or fsync, and auto on ext4
  * without a journal) cost on this disk, without the daemon: no HTTP, no
  * FastCGI, no parsing, no hashing, no JSON.  Each of CONC processes, for
- * SECONDS, stores messages of SIZE bytes for NRCPT recipients (its own
- * directories u0..u<NRCPT-1>) as src/store_file.c does:
+ * SECONDS, stores messages of SIZE bytes for the same NRCPT recipients
+ * (directories u0..u<NRCPT-1>, shared by the processes as the daemon's
+ * workers share a recipient's directory; tmp/ and ids/<xx>/ shared too)
+ * as src/store_file.c does:
  *
  *   phase 1: the content and a record of 1 KB + 64 bytes per recipient
  *            written to new files in tmp/, then made durable: both
  *            fsynced together through io_uring for one recipient, one
  *            syncfs for several (file_sync = auto on a journalled file
  *            system);
- *   phase 2: per recipient the content linked as <k>.eml, the record as
- *            <k>.json, the record into ids/ (not synced); then the user
- *            directory fsynced (one recipient) or one syncfs (several);
- *            the two names in tmp/ unlinked.
+ *   phase 2: per recipient the content linked as <name>.eml, the record
+ *            as <name>.json, the record into ids/<xx>/ (not synced);
+ *            then the user directory fsynced (one recipient) or one
+ *            syncfs (several); the two names in tmp/ unlinked.
  *
  * Its rate over the fsync loop's (fsync_loop.c: one file, two fsyncs) is
  * the bound the layout puts on the file store's ratio to that loop; the
  * file store's rate over its own is what the daemon costs above it.
  *
- * With "log" as last argument it measures instead the floor of the
- * write-ahead-log commit (file_sync = log, and auto on a journalling
- * file system): the same files and names, none of them
- * synced on the message's path; the record and the content appended to a
- * log of the process (LOG_SIZE, written with zeros and synced before the
- * clock starts, so that an fdatasync writes data only) and made durable
- * with one fdatasync; a syncfs once a second or when the log is full,
- * after which it starts again at its beginning.  The bound the disk
- * puts on the log's commit, without its checksums, its replay's needs
- * and the daemon.
+ * With "log" it measures instead the floor of the write-ahead-log commit
+ * (file_sync = log, and auto on a journalling file system): the same
+ * files and names, none of them synced on the message's path; the record
+ * and the content appended to a log of the process (LOG_SIZE, written
+ * with zeros and synced before the clock starts, so that an fdatasync
+ * writes data only) and made durable with one fdatasync; a syncfs once a
+ * second or when the log is full, after which it starts again at its
+ * beginning.  The bound the disk puts on the log's commit, without its
+ * checksums, its replay's needs and the daemon.
  *
- *   layout_floor DIR SIZE NRCPT CONC SECONDS [log]
+ * With "ids1" (after "log") a message makes one ids/ link, not one per
+ * recipient: the floor of a layout whose entry ids lead to their message,
+ * two names per recipient (the least with an .eml and a .json in every
+ * recipient's directory).  The store does not have that layout; this
+ * measures what it could reach.
  *
- * Prints one JSON line: messages, seconds, msgs_per_s, p50_ms, p99_ms.
+ *   layout_floor DIR SIZE NRCPT CONC SECONDS [log [ids1]]
+ *
+ * Prints one JSON line: messages, seconds, msgs_per_s, p50_ms, p99_ms,
+ * machine_cpu_ms (see writers.h).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -54,12 +62,14 @@ struct args {
 	size_t size;
 	int nrcpt;
 	bool log;
+	bool ids1; /* one ids/ link per message */
 };
 
 /* A writer's directories, ring, buffer and (log mode) log. */
 struct writer {
 	const struct args *a;
-	int tfd, ifd, *ufd;
+	int id;
+	int tfd, ifd[256], *ufd;
 	struct io_uring ring;
 	char *piece;
 	int logfd;
@@ -106,39 +116,53 @@ static int fsync_two(struct io_uring *ring, int a, int b)
 	return bad ? -1 : 0;
 }
 
-/* setup_fn: the writer's own tmp/, ids/ and user directories u<i>. */
+/* Opens dir/name as a directory, made by whichever writer comes first. */
+static int open_dir(int dir, const char *name)
+{
+	if (mkdirat(dir, name, 0700) < 0 && errno != EEXIST)
+		return -1;
+	return openat(dir, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+}
+
+/* setup_fn: the shared tmp/, ids/<xx>/ and user directories u<i>, and
+ * (log mode) the writer's own log. */
 static void *setup(int id, void *arg)
 {
 	struct writer *w = calloc(1, sizeof *w);
 	w->a = arg;
-	char path[4096];
-	snprintf(path, sizeof path, "%s/w%d", w->a->dir, id);
-	if (mkdir(path, 0700) < 0 && errno != EEXIST)
+	w->id = id;
+	int root = open(w->a->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int ids = root < 0 ? -1 : open_dir(root, "ids");
+	w->tfd = root < 0 ? -1 : open_dir(root, "tmp");
+	if (ids < 0 || w->tfd < 0)
 		return NULL;
-	int wd = open(path, O_RDONLY | O_DIRECTORY);
-	if (wd < 0 || mkdirat(wd, "tmp", 0700) < 0 || mkdirat(wd, "ids", 0700) < 0)
-		return NULL;
-	w->tfd = openat(wd, "tmp", O_RDONLY | O_DIRECTORY);
-	w->ifd = openat(wd, "ids", O_RDONLY | O_DIRECTORY);
+	for (int i = 0; i < 256; i++) {
+		char xx[3];
+		snprintf(xx, sizeof xx, "%02x", i);
+		if ((w->ifd[i] = open_dir(ids, xx)) < 0)
+			return NULL;
+	}
 	w->ufd = calloc((size_t)w->a->nrcpt, sizeof *w->ufd);
 	for (int i = 0; i < w->a->nrcpt; i++) {
 		char u[32];
 		snprintf(u, sizeof u, "u%d", i);
-		if (mkdirat(wd, u, 0700) < 0 || (w->ufd[i] = openat(wd, u, O_RDONLY | O_DIRECTORY)) < 0)
+		if ((w->ufd[i] = open_dir(root, u)) < 0)
 			return NULL;
 	}
 	w->piece = make_piece(id);
-	if (w->tfd < 0 || w->ifd < 0 || w->piece == NULL || io_uring_queue_init(4, &w->ring, 0) < 0)
+	if (w->piece == NULL || io_uring_queue_init(4, &w->ring, 0) < 0)
 		return NULL;
 	w->logfd = -1;
 	if (w->a->log) {
-		w->logfd = openat(wd, "log", O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		char name[32];
+		snprintf(name, sizeof name, "log%d", id);
+		w->logfd = openat(root, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 		char *zero = calloc(1, PIECE_LEN);
 		for (size_t off = 0; w->logfd >= 0 && zero && off < LOG_SIZE; off += PIECE_LEN)
 			if (pwrite(w->logfd, zero, PIECE_LEN, (off_t)off) != PIECE_LEN)
 				return NULL;
 		free(zero);
-		if (w->logfd < 0 || fsync(w->logfd) < 0 || fsync(wd) < 0)
+		if (w->logfd < 0 || fsync(w->logfd) < 0 || fsync(root) < 0)
 			return NULL;
 		w->synced = now_s();
 	}
@@ -166,14 +190,15 @@ static int log_append(struct writer *w, int cfd, size_t reclen)
 	return fdatasync(w->logfd);
 }
 
-/* message_fn: the two phases of the top. */
+/* message_fn: the two phases of the top.  Names carry the writer's
+ * number, as the store's carry a hash: unique across the writers. */
 static int message(void *state, unsigned long k)
 {
 	struct writer *w = state;
 	int nrcpt = w->a->nrcpt;
 	char c[48], r[48], name[64];
-	snprintf(c, sizeof c, "%lu.c", k);
-	snprintf(r, sizeof r, "%lu.json", k);
+	snprintf(c, sizeof c, "%d.%lu.c", w->id, k);
+	snprintf(r, sizeof r, "%d.%lu.json", w->id, k);
 	size_t reclen = 1024 + 64 * (size_t)nrcpt;
 	int cfd = write_new(w->tfd, c, w->piece, w->a->size);
 	int rfd = cfd < 0 ? -1 : write_new(w->tfd, r, w->piece, reclen);
@@ -183,14 +208,18 @@ static int message(void *state, unsigned long k)
 		      : nrcpt == 1 ? fsync_two(&w->ring, cfd, rfd) < 0 : syncfs(cfd) < 0)
 		return 1;
 	for (int i = 0; i < nrcpt; i++) {
-		snprintf(name, sizeof name, "%lu.eml", k);
+		snprintf(name, sizeof name, "%d.%lu.eml", w->id, k);
 		if (linkat(w->tfd, c, w->ufd[i], name, 0) < 0)
 			return 1;
-		snprintf(name, sizeof name, "%lu.json", k);
+		snprintf(name, sizeof name, "%d.%lu.json", w->id, k);
 		if (linkat(w->tfd, r, w->ufd[i], name, 0) < 0)
 			return 1;
-		snprintf(name, sizeof name, "%lu.%d", k, i);
-		if (linkat(w->tfd, r, w->ifd, name, 0) < 0)
+		if (w->a->ids1 && i > 0)
+			continue;
+		/* spread over ids/<xx> as the store's ids are by their hash */
+		unsigned h = ((unsigned)k * 64u + (unsigned)i) * 2654435761u ^ (unsigned)w->id * 40503u;
+		snprintf(name, sizeof name, "%d.%lu.%d", w->id, k, i);
+		if (linkat(w->tfd, r, w->ifd[h >> 24], name, 0) < 0)
 			return 1;
 	}
 	if (!w->a->log && (nrcpt == 1 ? fsync(w->ufd[0]) < 0 : syncfs(cfd) < 0))
@@ -203,11 +232,13 @@ static int message(void *state, unsigned long k)
 
 int main(int argc, char **argv)
 {
-	if (argc != 6 && !(argc == 7 && strcmp(argv[6], "log") == 0)) {
-		fprintf(stderr, "usage: layout_floor DIR SIZE NRCPT CONC SECONDS [log]\n");
+	bool log = argc >= 7 && strcmp(argv[6], "log") == 0;
+	bool ids1 = log && argc == 8 && strcmp(argv[7], "ids1") == 0;
+	if (argc != 6 + log + ids1) {
+		fprintf(stderr, "usage: layout_floor DIR SIZE NRCPT CONC SECONDS [log [ids1]]\n");
 		return 2;
 	}
-	struct args a = { argv[1], strtoul(argv[2], NULL, 10), atoi(argv[3]), argc == 7 };
+	struct args a = { argv[1], strtoul(argv[2], NULL, 10), atoi(argv[3]), log, ids1 };
 	if (a.nrcpt < 1)
 		a.nrcpt = 1;
 	int conc = atoi(argv[4]) > 0 ? atoi(argv[4]) : 1;

@@ -44,6 +44,24 @@ static char *make_piece(int id)
 	return piece;
 }
 
+/* The machine's busy CPU time so far in seconds, all processes and the
+ * kernel's own threads (the loop device, the journal, writeback): what
+ * a floor costs the machine, which its processes' own times leave out. */
+static double machine_busy_s(void)
+{
+	unsigned long long v[8] = { 0 };
+	FILE *f = fopen("/proc/stat", "r");
+	int n = f ? fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
+			   &v[3], &v[4], &v[5], &v[6], &v[7])
+		  : 0;
+	if (f)
+		fclose(f);
+	if (n != 8)
+		return 0.0;
+	/* user nice system [idle iowait] irq softirq steal */
+	return (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / (double)sysconf(_SC_CLK_TCK);
+}
+
 /* One writer process: its setup, then (once the parent has seen every
  * writer ready and sent the deadline on go) messages until the deadline,
  * each one's latency in ms to out as one binary double. */
@@ -67,8 +85,9 @@ static int writer_loop(int id, int ready, int go, FILE *out, setup_fn setup, mes
 }
 
 /* Runs conc writers for secs seconds, counted from when all are set up,
- * and prints messages, seconds, msgs_per_s, p50_ms and p99_ms as one
- * JSON line.  The exit status. */
+ * and prints messages, seconds, msgs_per_s, p50_ms, p99_ms and
+ * machine_cpu_ms (the machine's busy CPU per message over those seconds)
+ * as one JSON line.  The exit status. */
 static int run_writers(const char *prog, int conc, double secs, setup_fn setup,
 		       message_fn message, void *arg)
 {
@@ -94,14 +113,14 @@ static int run_writers(const char *prog, int conc, double secs, setup_fn setup,
 		char ok = 0;
 		bad |= read(ready[0], &ok, 1) != 1 || !ok;
 	}
-	double t0 = now_s(), until = t0 + secs;
+	double t0 = now_s(), until = t0 + secs, busy0 = machine_busy_s();
 	for (int i = 0; i < conc; i++)
 		bad |= write(go[1], &until, sizeof until) != sizeof until;
 	close(go[1]);
 	int st;
 	while (wait(&st) > 0)
 		bad |= !WIFEXITED(st) || WEXITSTATUS(st) != 0;
-	double el = now_s() - t0;
+	double el = now_s() - t0, busy = machine_busy_s() - busy0;
 	if (bad) {
 		fprintf(stderr, "%s: a writer failed\n", prog);
 		return 1;
@@ -112,8 +131,9 @@ static int run_writers(const char *prog, int conc, double secs, setup_fn setup,
 	n = (long)fread(v, sizeof *v, (size_t)n, lat);
 	qsort(v, (size_t)n, sizeof *v, cmp_double);
 	printf("{\"messages\": %ld, \"seconds\": %.3f, \"msgs_per_s\": %.1f, \"p50_ms\": %.2f, "
-	       "\"p99_ms\": %.2f}\n",
-	       n, el, n / el, n ? v[n / 2] : 0.0, n ? v[(long)(n * 0.99)] : 0.0);
+	       "\"p99_ms\": %.2f, \"machine_cpu_ms\": %.3f}\n",
+	       n, el, n / el, n ? v[n / 2] : 0.0, n ? v[(long)(n * 0.99)] : 0.0,
+	       n ? busy * 1000.0 / (double)n : 0.0);
 	free(v);
 	return 0;
 }
